@@ -1,0 +1,723 @@
+//! `migration.toml`: the raw file (serde, unknown keys rejected) and the
+//! validated [`Config`] the gateway runs with.
+//!
+//! Command-line flags of `serve` override file values before validation, so
+//! one set of rules checks both; an error names the key and where the value
+//! came from (the file, with a line for syntax and unknown keys, or the flag).
+//! A reload validates a new file completely before anything is swapped: a bad
+//! file never replaces a good config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use pve_migration_certs::reload::CertSource;
+use pve_migration_certs::upstream::{UpstreamTrust, parse_fingerprint};
+use serde::Deserialize;
+
+use crate::phase::Phase;
+
+/// Where the shared cluster configuration lives (pmxcfs).
+pub const DEFAULT_CONFIG: &str = "/etc/pve/network/migration.toml";
+/// Default state directory (trip state survives restarts here).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pve-network-migration";
+/// pveproxy after the move to loopback.
+pub const DEFAULT_PERL_URL: &str = "https://127.0.0.1:8006";
+
+/// A configuration problem, always naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type or an unknown key (the message carries line and column).
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// A value that parses but is not acceptable.
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        /// The file name, or the flag the value came from.
+        origin: String,
+        /// Dotted key, e.g. `backends.rust.url`.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: Option<String>,
+    phase: Option<String>,
+    log_migration_decisions: Option<bool>,
+    perl_api_base_url: Option<String>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    backends: RawBackends,
+    #[serde(default)]
+    nodes: BTreeMap<String, RawNode>,
+    #[serde(default)]
+    access: RawAccess,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    addresses: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    cert_dir: Option<PathBuf>,
+    cert_check_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackends {
+    #[serde(default)]
+    perl: RawBackend,
+    rust: Option<RawBackend>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    url: Option<String>,
+    ca: Option<PathBuf>,
+    fingerprint: Option<String>,
+    insecure_skip_verify: Option<bool>,
+    server_name: Option<String>,
+    connect_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    phase: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    pveproxy_defaults: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    handshake_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
+    upstream_idle_timeout_ms: Option<u64>,
+    upstream_max_idle_per_backend: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+/// Values given on the `serve` command line; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen` (repeatable).
+    pub listen: Vec<String>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--perl-url`.
+    pub perl_url: Option<String>,
+    /// `--perl-ca`.
+    pub perl_ca: Option<PathBuf>,
+    /// `--rust-url`.
+    pub rust_url: Option<String>,
+    /// `--rust-ca`.
+    pub rust_ca: Option<PathBuf>,
+    /// `--phase`.
+    pub phase: Option<String>,
+    /// `--node`.
+    pub node: Option<String>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// How an upstream backend is reached and verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// `https://host:port`, no path.
+    pub url: Uri,
+    /// Certificate verification.
+    pub trust: UpstreamTrust,
+    /// TLS server name to verify, when it differs from the URL's host.
+    pub server_name: Option<String>,
+    /// Time allowed for TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+}
+
+/// Listener settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// Addresses to bind (the node's own addresses, port 8006).
+    pub addresses: Vec<SocketAddr>,
+    /// The served certificate.
+    pub cert: CertSource,
+    /// How often the certificate files are checked for changes.
+    pub cert_check_interval: Duration,
+}
+
+/// Resource limits and timeouts of the front end and the upstream pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; beyond it, accepting pauses (as pveproxy does).
+    pub max_connections: usize,
+    /// Time from accept to a finished TLS handshake (or plain-HTTP request head).
+    pub handshake_timeout: Duration,
+    /// Time allowed for a complete request head, counted from connection start or
+    /// from the end of the previous response; it is therefore also the
+    /// keep-alive idle limit of HTTP/1.1 connections.
+    pub header_timeout: Duration,
+    /// Largest request head accepted (HTTP/1.1 buffer; HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// How long an idle upstream connection is kept for reuse.
+    pub upstream_idle_timeout: Duration,
+    /// Idle upstream connections kept per backend.
+    pub upstream_max_idle: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+    /// This gateway's node name.
+    pub node: String,
+    /// Cluster-wide default phase.
+    pub phase: Phase,
+    /// Per-node phase overrides (`[nodes.NAME]`).
+    pub node_phases: BTreeMap<String, Phase>,
+    /// Log every migration decision, not only fallbacks and trips.
+    pub log_migration_decisions: bool,
+    /// Listener settings.
+    pub listen: ListenConfig,
+    /// pveproxy.
+    pub perl: BackendConfig,
+    /// The Rust backend, when configured.
+    pub rust: Option<BackendConfig>,
+    /// pveproxy defaults file with ALLOW_FROM / DENY_FROM / POLICY.
+    pub access_file: PathBuf,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// State directory.
+    pub state_dir: PathBuf,
+}
+
+impl Config {
+    /// The phase configured for this node (before any trip).
+    pub fn configured_phase(&self) -> Phase {
+        self.node_phases
+            .get(&self.node)
+            .copied()
+            .unwrap_or(self.phase)
+    }
+
+    /// Reads and validates a file, applying command-line overrides.
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, Some(path), overrides)
+    }
+
+    /// Validates a configuration given as TOML text (`path` only names it in errors).
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    pub fn from_toml(
+        text: &str,
+        path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path
+                .map(Path::to_owned)
+                .unwrap_or_else(|| "<config>".into()),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Validator::new(path, overrides).validate(raw)
+    }
+
+    /// Builds a configuration from command-line flags alone.
+    ///
+    /// # Errors
+    /// See [`ConfigError`].
+    pub fn from_overrides(overrides: &Overrides) -> Result<Config, ConfigError> {
+        Validator::new(None, overrides).validate(RawConfig::default())
+    }
+}
+
+/// Applies overrides and checks values, remembering which key came from which flag.
+struct Validator<'a> {
+    file: String,
+    overrides: &'a Overrides,
+    from_flag: BTreeMap<&'static str, &'static str>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(path: Option<&Path>, overrides: &'a Overrides) -> Self {
+        Self {
+            file: path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "<config>".into()),
+            overrides,
+            from_flag: BTreeMap::new(),
+        }
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let origin = match self.from_flag.get(key) {
+            Some(flag) => format!("command line {flag}"),
+            None => self.file.clone(),
+        };
+        ConfigError::Invalid {
+            origin,
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn apply_overrides(&mut self, raw: &mut RawConfig) {
+        let o = self.overrides;
+        let mut set = |key, flag| {
+            self.from_flag.insert(key, flag);
+        };
+        if !o.listen.is_empty() {
+            raw.listen.addresses = Some(o.listen.clone());
+            set("listen.addresses", "--listen");
+        }
+        if let Some(v) = &o.tls_cert {
+            raw.listen.tls_cert = Some(v.clone());
+            set("listen.tls_cert", "--tls-cert");
+        }
+        if let Some(v) = &o.tls_key {
+            raw.listen.tls_key = Some(v.clone());
+            set("listen.tls_key", "--tls-key");
+        }
+        if let Some(v) = &o.perl_url {
+            raw.perl_api_base_url = Some(v.clone());
+            set("perl_api_base_url", "--perl-url");
+        }
+        if let Some(v) = &o.perl_ca {
+            raw.backends.perl.ca = Some(v.clone());
+            set("backends.perl.ca", "--perl-ca");
+        }
+        if o.rust_url.is_some() || o.rust_ca.is_some() {
+            let rust = raw.backends.rust.get_or_insert_with(RawBackend::default);
+            if let Some(v) = &o.rust_url {
+                rust.url = Some(v.clone());
+                set("backends.rust.url", "--rust-url");
+            }
+            if let Some(v) = &o.rust_ca {
+                rust.ca = Some(v.clone());
+                set("backends.rust.ca", "--rust-ca");
+            }
+        }
+        if let Some(v) = &o.phase {
+            raw.phase = Some(v.clone());
+            set("phase", "--phase");
+        }
+        if let Some(v) = &o.node {
+            raw.node = Some(v.clone());
+            set("node", "--node");
+        }
+        if let Some(v) = &o.state_dir {
+            raw.state_dir = Some(v.clone());
+            set("state_dir", "--state-dir");
+        }
+    }
+
+    fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigError> {
+        self.apply_overrides(&mut raw);
+
+        let node = match raw.node {
+            Some(n) => n,
+            None => local_node_name().ok_or_else(|| {
+                self.invalid("node", "not set and the host name could not be read")
+            })?,
+        };
+        if !valid_node_name(&node) {
+            return Err(self.invalid(
+                "node",
+                format!("'{node}' is not a valid Proxmox node name (letters, digits, '-', starting with a letter)"),
+            ));
+        }
+
+        let phase = self.phase("phase", raw.phase.as_deref().unwrap_or("perl-only"))?;
+        let mut node_phases = BTreeMap::new();
+        for (name, n) in &raw.nodes {
+            let key = format!("nodes.{name}.phase");
+            if !valid_node_name(name) {
+                return Err(self.invalid(&format!("nodes.{name}"), "not a valid Proxmox node name"));
+            }
+            let Some(p) = &n.phase else {
+                return Err(self.invalid(
+                    &key,
+                    "missing (a [nodes.NAME] section sets the node's phase)",
+                ));
+            };
+            node_phases.insert(name.clone(), self.phase(&key, p)?);
+        }
+
+        let listen = self.listen(&raw.listen)?;
+
+        if raw.backends.perl.url.is_some() {
+            return Err(self.invalid(
+                "backends.perl.url",
+                "not used; the Perl backend's address is the top-level perl_api_base_url",
+            ));
+        }
+        let perl_url = raw
+            .perl_api_base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PERL_URL.to_owned());
+        let perl = self.backend(
+            "backends.perl",
+            "perl_api_base_url",
+            &perl_url,
+            &raw.backends.perl,
+        )?;
+        let rust = match &raw.backends.rust {
+            None => None,
+            Some(r) => {
+                let Some(url) = &r.url else {
+                    return Err(self.invalid(
+                        "backends.rust.url",
+                        "missing (e.g. \"https://127.0.0.1:8016\")",
+                    ));
+                };
+                Some(self.backend("backends.rust", "backends.rust.url", url, r)?)
+            }
+        };
+
+        let l = &raw.limits;
+        let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+        let limits = Limits {
+            max_connections: l.max_connections.unwrap_or(4096),
+            handshake_timeout: ms(l.handshake_timeout_ms, 10_000),
+            header_timeout: ms(l.header_timeout_ms, 30_000),
+            max_header_bytes: l.max_header_bytes.unwrap_or(64 * 1024),
+            upstream_idle_timeout: ms(l.upstream_idle_timeout_ms, 4_000),
+            upstream_max_idle: l.upstream_max_idle_per_backend.unwrap_or(256),
+            shutdown_grace: ms(l.shutdown_grace_ms, 30_000),
+        };
+        if limits.max_connections == 0 {
+            return Err(self.invalid("limits.max_connections", "must be at least 1"));
+        }
+        if limits.max_header_bytes < 8192 {
+            return Err(self.invalid("limits.max_header_bytes", "must be at least 8192"));
+        }
+        for (key, d) in [
+            ("limits.handshake_timeout_ms", limits.handshake_timeout),
+            ("limits.header_timeout_ms", limits.header_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(self.invalid(key, "must be greater than 0"));
+            }
+        }
+
+        Ok(Config {
+            source: None,
+            node,
+            phase,
+            node_phases,
+            log_migration_decisions: raw.log_migration_decisions.unwrap_or(true),
+            listen,
+            perl,
+            rust,
+            access_file: raw
+                .access
+                .pveproxy_defaults
+                .unwrap_or_else(|| crate::access::PVEPROXY_DEFAULTS.into()),
+            limits,
+            state_dir: raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        })
+        .map(|mut c| {
+            c.source = (self.file != "<config>").then(|| PathBuf::from(&self.file));
+            c
+        })
+    }
+
+    fn phase(&self, key: &str, value: &str) -> Result<Phase, ConfigError> {
+        value
+            .parse()
+            .map_err(|e: crate::phase::UnknownPhase| self.invalid(key, e.to_string()))
+    }
+
+    fn listen(&self, raw: &RawListen) -> Result<ListenConfig, ConfigError> {
+        let Some(addrs) = &raw.addresses else {
+            return Err(self.invalid(
+                "listen.addresses",
+                "missing: list the node's own addresses with port 8006 (pveproxy keeps 127.0.0.1:8006)",
+            ));
+        };
+        if addrs.is_empty() {
+            return Err(self.invalid("listen.addresses", "must name at least one address"));
+        }
+        let mut addresses = Vec::new();
+        for a in addrs {
+            let addr: SocketAddr = a.parse().map_err(|_| {
+                self.invalid(
+                    "listen.addresses",
+                    format!("'{a}' is not an IP:port address (e.g. 192.0.2.10:8006 or [2001:db8::10]:8006)"),
+                )
+            })?;
+            addresses.push(addr);
+        }
+        let cert = match (&raw.tls_cert, &raw.tls_key, &raw.cert_dir) {
+            (Some(cert), Some(key), None) => CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None, dir) => CertSource::PveproxyDir(
+                dir.clone()
+                    .unwrap_or_else(|| pve_migration_certs::pveproxy::NODE_CERT_DIR.into()),
+            ),
+            (Some(_), None, None) => {
+                return Err(self.invalid(
+                    "listen.tls_key",
+                    "missing: tls_cert is set, tls_key must be too",
+                ));
+            }
+            (None, Some(_), None) => {
+                return Err(self.invalid(
+                    "listen.tls_cert",
+                    "missing: tls_key is set, tls_cert must be too",
+                ));
+            }
+            (_, _, Some(_)) => {
+                return Err(self.invalid(
+                    "listen.cert_dir",
+                    "cannot be combined with tls_cert/tls_key",
+                ));
+            }
+        };
+        let interval = raw.cert_check_interval_ms.unwrap_or(5_000);
+        if interval == 0 {
+            return Err(self.invalid("listen.cert_check_interval_ms", "must be greater than 0"));
+        }
+        Ok(ListenConfig {
+            addresses,
+            cert,
+            cert_check_interval: Duration::from_millis(interval),
+        })
+    }
+
+    fn backend(
+        &self,
+        section: &str,
+        url_key: &str,
+        url: &str,
+        raw: &RawBackend,
+    ) -> Result<BackendConfig, ConfigError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| self.invalid(url_key, format!("'{url}' is not a URL")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(self.invalid(
+                url_key,
+                format!("'{url}': only https:// is supported (pveproxy speaks TLS only)"),
+            ));
+        }
+        if uri.authority().is_none() {
+            return Err(self.invalid(url_key, format!("'{url}': missing host")));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+            return Err(self.invalid(url_key, format!("'{url}': must not have a path or query")));
+        }
+        let key = |k: &str| format!("{section}.{k}");
+        let chosen = [
+            raw.ca.is_some(),
+            raw.fingerprint.is_some(),
+            raw.insecure_skip_verify == Some(true),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if chosen > 1 {
+            return Err(self.invalid(
+                &key("fingerprint"),
+                "choose one of ca, fingerprint and insecure_skip_verify",
+            ));
+        }
+        let trust = if let Some(fp) = &raw.fingerprint {
+            UpstreamTrust::Fingerprint(
+                parse_fingerprint(fp)
+                    .map_err(|e| self.invalid(&key("fingerprint"), e.to_string()))?,
+            )
+        } else if raw.insecure_skip_verify == Some(true) {
+            UpstreamTrust::Insecure
+        } else {
+            UpstreamTrust::CaFile(
+                raw.ca
+                    .clone()
+                    .unwrap_or_else(|| pve_migration_certs::pveproxy::CLUSTER_CA.into()),
+            )
+        };
+        Ok(BackendConfig {
+            url: uri,
+            trust,
+            server_name: raw.server_name.clone(),
+            connect_timeout: Duration::from_millis(raw.connect_timeout_ms.unwrap_or(5_000)),
+        })
+    }
+}
+
+fn valid_node_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && name.len() <= 63
+}
+
+/// PVE's node name: the host name up to the first dot.
+fn local_node_name() -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let short = host.trim().split('.').next()?.to_owned();
+    (!short.is_empty()).then_some(short)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "pve1"
+phase = "shadow"
+perl_api_base_url = "https://127.0.0.1:8006"
+
+[listen]
+addresses = ["192.0.2.10:8006", "[2001:db8::10]:8006"]
+
+[backends.perl]
+ca = "/etc/pve/pve-root-ca.pem"
+[backends.rust]
+url = "https://127.0.0.1:8016"
+fingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+
+[nodes.pve2]
+phase = "rust-read-only"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Some(Path::new("/etc/pve/network/migration.toml")),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn good_file_validates_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.node, "pve1");
+        assert_eq!(c.configured_phase(), Phase::Shadow);
+        assert_eq!(c.node_phases["pve2"], Phase::RustReadOnly);
+        assert_eq!(c.listen.addresses.len(), 2);
+        assert_eq!(
+            c.listen.cert,
+            CertSource::PveproxyDir("/etc/pve/local".into())
+        );
+        assert!(matches!(
+            c.rust.unwrap().trust,
+            UpstreamTrust::Fingerprint(_)
+        ));
+        assert_eq!(
+            c.source.unwrap(),
+            Path::new("/etc/pve/network/migration.toml")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let text = GOOD.replace("[nodes.pve2]", "[nodes.pve2]\nphaze = \"shadow\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("migration.toml"), "{err}");
+        assert!(err.contains("phaze"), "{err}");
+        assert!(err.contains("line 16"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = parse(&GOOD.replace("\"shadow\"", "\"rust\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/pve/network/migration.toml: phase: unknown phase 'rust'"),
+            "{err}"
+        );
+        let err = parse(&GOOD.replace("https://127.0.0.1:8016", "http://127.0.0.1:8016"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backends.rust.url"), "{err}");
+        let err = parse(&GOOD.replace("192.0.2.10:8006", "192.0.2.10"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen.addresses"), "{err}");
+        let err = parse(&GOOD.replace("AB:CD:EF:01", "XY"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backends.rust.fingerprint"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_and_are_named_in_errors() {
+        let overrides = Overrides {
+            listen: vec!["127.0.0.1:0".into()],
+            phase: Some("rust-full".into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml(GOOD, None, &overrides).unwrap();
+        assert_eq!(c.listen.addresses, vec!["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(c.phase, Phase::RustFull);
+
+        let bad = Overrides {
+            perl_url: Some("ftp://x".into()),
+            ..overrides
+        };
+        let err = Config::from_toml(GOOD, None, &bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("command line --perl-url: perl_api_base_url:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_listen_is_explained() {
+        let err = Config::from_overrides(&Overrides {
+            node: Some("pve1".into()),
+            ..Overrides::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listen.addresses: missing"), "{err}");
+    }
+}

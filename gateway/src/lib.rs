@@ -1,0 +1,20 @@
+//! pve-network-migration: an HTTPS gateway in front of pveproxy that moves the
+//! Proxmox VE network API from Perl to Rust one node at a time.
+//!
+//! The request path is documented stage by stage in [`stack`]; the
+//! configuration in [`config`]; the listener and connection handling in
+//! [`server`].
+
+pub mod access;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod phase;
+pub mod proxy;
+pub mod server;
+pub mod stack;
+pub mod upstream;
+
+pub use config::{Config, ConfigError, Overrides};
+pub use phase::Phase;
+pub use server::{Gateway, StartError};

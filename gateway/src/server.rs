@@ -1,0 +1,439 @@
+//! Listeners, TLS, connection handling and graceful shutdown (stages 1–4 of
+//! [`crate::stack`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pve_migration_certs::reload::{ReloadOutcome, ReloadingCertResolver};
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::access::AccessPolicy;
+use crate::body::{self, Body};
+use crate::config::{Config, Limits};
+use crate::proxy::ClientInfo;
+use crate::stack::Pipeline;
+use crate::upstream::{Backend, Upstream};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The served certificate could not be loaded.
+    #[error("server certificate: {0}")]
+    Certificate(#[from] pve_migration_certs::CertError),
+    /// The access policy file is invalid.
+    #[error("access policy: {0}")]
+    Access(#[from] crate::access::AccessError),
+    /// An upstream could not be set up.
+    #[error("{0}")]
+    Upstream(#[from] crate::upstream::UpstreamSetupError),
+    /// The state directory could not be created.
+    #[error("state directory {}: {source}", path.display())]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A certificate reload that did something (changes and rejections; not "unchanged").
+#[derive(Debug, Clone)]
+pub enum CertEvent {
+    /// A new certificate is served; its SHA-256 fingerprint.
+    Reloaded(String),
+    /// The files changed but were rejected; why.
+    Rejected(String),
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every connection finished within the grace period.
+    pub drained: bool,
+}
+
+/// Resolves once shutdown has been requested.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// State shared by the accept loops and the background tasks.
+struct Shared {
+    acceptor: TlsAcceptor,
+    pipeline: Arc<Pipeline>,
+    limits: Limits,
+    access: ArcSwap<AccessPolicy>,
+    access_file: std::path::PathBuf,
+    certs: Arc<ReloadingCertResolver>,
+    cert_events: broadcast::Sender<CertEvent>,
+    connections: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("limits", &self.limits)
+            .field("access_file", &self.access_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    accept_loops: JoinSet<()>,
+    drain_tx: Option<mpsc::Sender<()>>,
+    drain_rx: mpsc::Receiver<()>,
+}
+
+/// The TLS settings pveproxy clients expect: TLS 1.2 and 1.3, ALPN h2 + http/1.1.
+fn server_tls(resolver: Arc<ReloadingCertResolver>) -> ServerConfig {
+    let mut config = ServerConfig::builder_with_provider(pve_migration_certs::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+impl Gateway {
+    /// Binds the listeners and starts serving.
+    ///
+    /// # Errors
+    /// See [`StartError`]; nothing is left running on error.
+    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let certs = Arc::new(ReloadingCertResolver::load(config.listen.cert.clone())?);
+        let access = AccessPolicy::from_file(&config.access_file)?;
+        let perl = Upstream::new(Backend::Perl, &config.perl, &config.limits)?;
+
+        let mut listeners = Vec::new();
+        for addr in &config.listen.addresses {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            listeners.push(l);
+        }
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound listener has an address"))
+            .collect::<Vec<_>>();
+
+        let shared = Arc::new(Shared {
+            acceptor: TlsAcceptor::from(Arc::new(server_tls(certs.clone()))),
+            pipeline: Arc::new(Pipeline::new(perl)),
+            limits: config.limits.clone(),
+            access: ArcSwap::from_pointee(access),
+            access_file: config.access_file.clone(),
+            certs,
+            cert_events: broadcast::channel(16).0,
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        });
+        let (shutdown, _) = watch::channel(false);
+        let (drain_tx, drain_rx) = mpsc::channel(1);
+        let mut accept_loops = JoinSet::new();
+        for listener in listeners {
+            accept_loops.spawn(accept_loop(
+                listener,
+                shared.clone(),
+                shutdown.subscribe(),
+                drain_tx.clone(),
+            ));
+        }
+        tokio::spawn(cert_poller(
+            shared.clone(),
+            config.listen.cert_check_interval,
+            shutdown.subscribe(),
+        ));
+        for addr in &addrs {
+            tracing::info!(%addr, node = %config.node, phase = %config.configured_phase(), "listening");
+        }
+        Ok(Gateway {
+            addrs,
+            shared,
+            shutdown,
+            accept_loops,
+            drain_tx: Some(drain_tx),
+            drain_rx,
+        })
+    }
+
+    /// The bound addresses (resolves port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The served certificate's resolver.
+    pub fn certificates(&self) -> &Arc<ReloadingCertResolver> {
+        &self.shared.certs
+    }
+
+    /// Certificate reload events (changes and rejections).
+    pub fn cert_events(&self) -> broadcast::Receiver<CertEvent> {
+        self.shared.cert_events.subscribe()
+    }
+
+    /// Re-reads the certificate files and the access policy now (SIGHUP).
+    ///
+    /// An invalid access file keeps the previous policy in force.
+    pub async fn reload_files(&self) {
+        check_certificates(&self.shared).await;
+        let path = self.shared.access_file.clone();
+        match tokio::task::spawn_blocking(move || AccessPolicy::from_file(&path)).await {
+            Ok(Ok(policy)) => {
+                self.shared.access.store(Arc::new(policy));
+                tracing::info!(file = %self.shared.access_file.display(), "access policy reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "access policy reload failed, keeping the previous policy")
+            }
+            Err(e) => tracing::error!(error = %e, "access policy reload task failed"),
+        }
+    }
+
+    /// Stops accepting: listeners are closed when this returns; connections
+    /// finish their in-flight requests and then close.
+    pub async fn stop_accepting(&mut self) {
+        let _ = self.shutdown.send(true);
+        while self.accept_loops.join_next().await.is_some() {}
+        self.drain_tx = None;
+    }
+
+    /// Stops accepting and waits up to `limits.shutdown_grace` for in-flight requests.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.stop_accepting().await;
+        let grace = self.shared.limits.shutdown_grace;
+        // recv() yields None once every connection task dropped its sender.
+        let drained = tokio::time::timeout(grace, self.drain_rx.recv())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace period over, closing remaining connections"
+            );
+        }
+        ShutdownReport { drained }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: mpsc::Sender<()>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = shared.connections.clone().acquire_owned() => p.expect("semaphore is never closed"),
+            _ = stopped(&mut shutdown) => return,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return,
+        };
+        if !shared.access.load().permits(peer.ip()) {
+            tracing::debug!(%peer, "connection denied by access policy");
+            drop(tcp);
+            continue;
+        }
+        let local = tcp
+            .local_addr()
+            .unwrap_or_else(|_| listener.local_addr().expect("bound"));
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            tcp,
+            ClientInfo { peer, local },
+            shared.clone(),
+            shutdown.clone(),
+            permit,
+            drain.clone(),
+        ));
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    client: ClientInfo,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+    _drain: mpsc::Sender<()>,
+) {
+    let limits = &shared.limits;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.handshake_timeout, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    if first[0] != 0x16 {
+        // Not a TLS handshake record: a browser typed http://host:8006.
+        serve_redirect(tcp, client.local, limits).await;
+        return;
+    }
+    let tls =
+        match tokio::time::timeout(limits.handshake_timeout, shared.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %client.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %client.peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let client = Arc::new(client);
+    let pipeline = shared.pipeline.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let pipeline = pipeline.clone();
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(pipeline.handle(req, &client).await) }
+    });
+    let io = TokioIo::new(tls);
+    if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = builder.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stopped(&mut shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .title_case_headers(true);
+        let conn = builder.serve_connection(io, svc).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stopped(&mut shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+/// pveproxy's answer to plain HTTP on its TLS port: a redirect to https, then close.
+async fn serve_redirect(tcp: TcpStream, local: SocketAddr, limits: &Limits) {
+    let svc = service_fn(move |req: Request<Incoming>| async move {
+        Ok::<_, Infallible>(redirect_response(&req, local))
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .keep_alive(false)
+        .title_case_headers(true);
+    let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+}
+
+fn redirect_response(req: &Request<Incoming>, local: SocketAddr) -> Response<Body> {
+    let status = if req.method() == Method::GET || req.method() == Method::HEAD {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ', '\\']))
+        .map(str::to_owned)
+        .unwrap_or_else(|| local.to_string());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("https://{host}{path}");
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+async fn check_certificates(shared: &Arc<Shared>) {
+    let certs = shared.certs.clone();
+    let outcome = match tokio::task::spawn_blocking(move || certs.check()).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "certificate check task failed");
+            return;
+        }
+    };
+    let event = match outcome {
+        ReloadOutcome::Unchanged => return,
+        ReloadOutcome::Reloaded(info) => CertEvent::Reloaded(info.fingerprint),
+        ReloadOutcome::Rejected(e) => CertEvent::Rejected(e.to_string()),
+    };
+    let _ = shared.cert_events.send(event);
+}
+
+async fn cert_poller(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => check_certificates(&shared).await,
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
