@@ -1,0 +1,405 @@
+//! The end-to-end rig: a test CA, simulated backends and the gateway, all
+//! in-process on loopback port 0, plus a TLS HTTP client that reports exactly
+//! what came over the wire (status, reason phrase, headers, body bytes).
+//!
+//! A test needs one line to get a running system: `let rig = Rig::start().await;`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::ext::ReasonPhrase;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pve_migration_certs::testca::TestCa;
+use pve_network_migration::body::{self, Body};
+use pve_network_migration::config::{Config, Overrides};
+use pve_network_migration::server::Gateway;
+use pve_sim::{SimConfig, SimHandle};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// The password of `root@pam` on every simulator.
+pub const ROOT_PASSWORD: &str = "secret";
+/// The API token every simulator knows.
+pub const TOKEN: &str = "PVEAPIToken=root@pam!ci=00000000-0000-0000-0000-000000000000";
+
+/// A small but realistic node: two NICs, a bond, a VLAN-aware bridge, a VLAN.
+pub const INTERFACES: &str = "\
+auto lo
+iface lo inet loopback
+
+iface eno1 inet manual
+
+iface eno2 inet manual
+
+auto bond0
+iface bond0 inet manual
+\tbond-slaves eno1 eno2
+\tbond-miimon 100
+\tbond-mode 802.3ad
+\tbond-xmit-hash-policy layer3+4
+
+auto vmbr0
+iface vmbr0 inet static
+\taddress 192.168.200.134/24
+\tgateway 192.168.200.2
+\tbridge-ports bond0
+\tbridge-stp off
+\tbridge-fd 0
+\tbridge-vlan-aware yes
+\tbridge-vids 2-4094
+
+auto vmbr0.50
+iface vmbr0.50 inet static
+\taddress 10.50.0.2/24
+
+source /etc/network/interfaces.d/*
+";
+
+/// Bounds every network wait in tests, so a bug fails instead of hanging.
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Options for [`Rig::start_with`].
+#[derive(Debug, Default, Clone)]
+pub struct RigOptions {
+    /// Contents of the pveproxy defaults file (access policy), if any.
+    pub pveproxy_defaults: Option<String>,
+    /// Extra TOML appended to the gateway's configuration.
+    pub extra_toml: String,
+    /// Do not start the Perl simulator (the gateway points at a closed port).
+    pub perl_down: bool,
+}
+
+/// A running system: CA, Perl simulator, gateway.
+#[derive(Debug)]
+pub struct Rig {
+    /// Temporary directory with certificates, interfaces file, state.
+    pub dir: tempfile::TempDir,
+    /// The test CA.
+    pub ca: TestCa,
+    /// The CA certificate file.
+    pub ca_path: PathBuf,
+    /// The Perl-flavour simulator (absent with `perl_down`).
+    pub perl: Option<SimHandle>,
+    /// The gateway.
+    pub gateway: Gateway,
+    /// The gateway's served certificate and key files.
+    pub gw_cert: (PathBuf, PathBuf),
+    /// The client trusting the test CA.
+    pub client: TestClient,
+}
+
+impl Rig {
+    /// CA + Perl simulator + gateway in `perl-only`, everything on loopback port 0.
+    pub async fn start() -> Rig {
+        Self::start_with(RigOptions::default()).await
+    }
+
+    /// Like [`Rig::start`] with options.
+    pub async fn start_with(opts: RigOptions) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let ca = TestCa::new("pve-network-migration test CA").expect("CA");
+        let ca_path = d.join("ca.pem");
+        ca.write_cert(&ca_path).expect("write CA");
+        let leaf = ca.issue(&["localhost", "127.0.0.1"]).expect("leaf");
+        let (sim_cert, sim_key) = (d.join("sim.pem"), d.join("sim.key"));
+        leaf.write(&sim_cert, &sim_key).expect("write sim cert");
+        let gw = ca.issue(&["localhost", "127.0.0.1"]).expect("leaf");
+        let gw_cert = (d.join("gw.pem"), d.join("gw.key"));
+        gw.write(&gw_cert.0, &gw_cert.1).expect("write gw cert");
+        let interfaces = d.join("interfaces");
+        std::fs::write(&interfaces, INTERFACES).expect("write interfaces");
+
+        let (perl, perl_url) = if opts.perl_down {
+            // Bind and drop: a port nothing listens on.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let url = format!("https://{}", l.local_addr().expect("addr"));
+            drop(l);
+            (None, url)
+        } else {
+            let sim = pve_sim::start(SimConfig::for_tests(sim_cert, sim_key, interfaces))
+                .await
+                .expect("start pve-sim");
+            let url = sim.url();
+            (Some(sim), url)
+        };
+
+        let access = d.join("pveproxy");
+        if let Some(text) = &opts.pveproxy_defaults {
+            std::fs::write(&access, text).expect("write pveproxy defaults");
+        }
+        let toml = format!(
+            r#"
+node = "pve1"
+phase = "perl-only"
+perl_api_base_url = "{perl_url}"
+state_dir = "{state}"
+
+[listen]
+addresses = ["127.0.0.1:0"]
+tls_cert = "{cert}"
+tls_key = "{key}"
+cert_check_interval_ms = 50
+
+[backends.perl]
+ca = "{ca}"
+
+[access]
+pveproxy_defaults = "{access}"
+
+[limits]
+shutdown_grace_ms = 10000
+{extra}
+"#,
+            state = d.join("state").display(),
+            cert = gw_cert.0.display(),
+            key = gw_cert.1.display(),
+            ca = ca_path.display(),
+            access = access.display(),
+            extra = opts.extra_toml,
+        );
+        let config = Config::from_toml(&toml, None, &Overrides::default()).expect("valid config");
+        let gateway = Gateway::start(config).await.expect("start gateway");
+        let client = TestClient::new(&ca);
+        Rig {
+            dir,
+            ca,
+            ca_path,
+            perl,
+            gateway,
+            gw_cert,
+            client,
+        }
+    }
+
+    /// The gateway's address.
+    pub fn gw(&self) -> SocketAddr {
+        self.gateway.local_addrs()[0]
+    }
+
+    /// The Perl simulator's address.
+    pub fn perl_addr(&self) -> SocketAddr {
+        self.perl.as_ref().expect("perl simulator running").addr()
+    }
+
+    /// The Perl simulator.
+    pub fn perl(&self) -> &SimHandle {
+        self.perl.as_ref().expect("perl simulator running")
+    }
+}
+
+/// What came back, as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// HTTP version of the response.
+    pub version: Version,
+    /// Status code.
+    pub status: StatusCode,
+    /// The reason phrase as sent (`None` when it was the canonical one).
+    pub reason: Option<String>,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Resp {
+    /// The reason phrase as it appeared on the wire.
+    pub fn reason(&self) -> String {
+        self.reason
+            .clone()
+            .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("").to_owned())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// A TLS HTTP client trusting the test CA.
+#[derive(Clone)]
+pub struct TestClient {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for TestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestClient")
+    }
+}
+
+impl TestClient {
+    /// A client that trusts `ca`.
+    pub fn new(ca: &TestCa) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pve_migration_certs::pem::parse_chain("ca".as_ref(), ca.cert_pem().as_bytes())
+            .expect("CA PEM")
+        {
+            roots.add(cert).expect("CA cert");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(pve_migration_certs::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Opens a TLS connection offering the given ALPN protocols.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        self.connect_from(addr, alpn, None).await
+    }
+
+    /// Like [`TestClient::connect`], from a chosen local address (e.g. 127.0.0.2).
+    pub async fn connect_from(
+        &self,
+        addr: SocketAddr,
+        alpn: &[&[u8]],
+        from: Option<SocketAddr>,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = match from {
+            Some(local) => {
+                let s = tokio::net::TcpSocket::new_v4()?;
+                s.bind(local)?;
+                s.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+    }
+
+    /// An HTTP/1.1 connection.
+    pub async fn h1(&self, addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Body> {
+        let tls = self
+            .connect(addr, &[b"http/1.1"])
+            .await
+            .expect("TLS connect");
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        send
+    }
+
+    /// An HTTP/2 connection (ALPN h2 only).
+    pub async fn h2(&self, addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
+        let tls = self.connect(addr, &[b"h2"]).await.expect("TLS connect");
+        assert_eq!(
+            tls.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "server must select h2"
+        );
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .expect("HTTP/2 handshake");
+        tokio::spawn(conn);
+        send
+    }
+
+    /// Sends one request on a fresh HTTP/1.1 connection and reads the whole answer.
+    pub async fn send(&self, addr: SocketAddr, req: Request<Body>) -> Resp {
+        let mut send = self.h1(addr).await;
+        within("response", async {
+            let resp = send.send_request(req).await.expect("response");
+            read(resp).await
+        })
+        .await
+    }
+
+    /// `GET path` with optional extra headers.
+    pub async fn get(&self, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send(addr, request("GET", path, headers, Bytes::new()))
+            .await
+    }
+
+    /// Logs in as `root@pam` and returns (cookie header value, CSRF token).
+    pub async fn login(&self, addr: SocketAddr) -> (String, String) {
+        let resp = self
+            .send(
+                addr,
+                request(
+                    "POST",
+                    "/api2/json/access/ticket",
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    Bytes::from(format!("username=root%40pam&password={ROOT_PASSWORD}")),
+                ),
+            )
+            .await;
+        assert_eq!(resp.status, 200, "login: {}", resp.reason());
+        let data = &resp.json()["data"];
+        (
+            format!("PVEAuthCookie={}", data["ticket"].as_str().expect("ticket")),
+            data["CSRFPreventionToken"]
+                .as_str()
+                .expect("csrf")
+                .to_owned(),
+        )
+    }
+}
+
+/// Builds a request with `Host: localhost`.
+pub fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_bytes: Bytes,
+) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    if !body_bytes.is_empty() {
+        b = b.header("content-length", body_bytes.len());
+    }
+    b.body(body::full(body_bytes)).expect("valid request")
+}
+
+/// Reads a response completely.
+pub async fn read(resp: http::Response<hyper::body::Incoming>) -> Resp {
+    let reason = resp
+        .extensions()
+        .get::<ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Resp {
+        version: parts.version,
+        status: parts.status,
+        reason,
+        headers: parts.headers,
+        body,
+    }
+}
