@@ -69,6 +69,26 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Waits (event-driven, no polling sleeps) until `cond` holds for a simulator's counters.
+pub async fn wait_until(
+    sim: &SimHandle,
+    what: &str,
+    cond: impl Fn(&pve_sim::server::Stats) -> bool,
+) {
+    let stats = sim.stats();
+    within(what, async {
+        loop {
+            // Registered before the check, so no notification is lost in between.
+            let notified = stats.arrived.notified();
+            if cond(stats) {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+}
+
 /// Options for [`Rig::start_with`].
 #[derive(Debug, Default, Clone)]
 pub struct RigOptions {
@@ -254,11 +274,15 @@ impl TestClient {
         {
             roots.add(cert).expect("CA cert");
         }
-        let config = rustls::ClientConfig::builder_with_provider(pve_migration_certs::provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(pve_migration_certs::provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        // Every connection does a full handshake, so it sees the certificate
+        // served now (a resumed session reports the original one).
+        config.resumption = rustls::client::Resumption::disabled();
         Self {
             config: Arc::new(config),
         }

@@ -105,6 +105,8 @@ pub struct Stats {
     pub upload_bytes: AtomicU64,
     /// Upload requests whose head has arrived (body may still be streaming).
     pub uploads_started: AtomicU64,
+    /// WebSocket sessions that ended (either side closed).
+    pub ws_closed: AtomicU64,
     recent: Mutex<VecDeque<Received>>,
     /// Notified whenever a request arrives.
     pub arrived: Notify,
@@ -343,7 +345,7 @@ async fn dispatch(
                 ),
             ),
         ),
-        (Method::GET, ["nodes", _, "qemu", _, "vncwebsocket"]) => crate::ws::echo(req),
+        (Method::GET, ["nodes", _, "qemu", _, "vncwebsocket"]) => crate::ws::echo(st.clone(), req),
         (Method::POST, ["nodes", _, "storage", _, "upload"]) => {
             upload(&st, format, req, &principal).await
         }

@@ -1,4 +1,11 @@
 //! A WebSocket echo endpoint standing in for noVNC's `…/vncwebsocket`.
+//!
+//! Every text or binary frame is sent back; the text frame `close` makes the
+//! server close the session (to test server-side close). Ended sessions are
+//! counted in [`crate::server::Stats::ws_closed`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -9,9 +16,10 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::respond::{self, SimBody};
+use crate::server::SimState;
 
 /// Answers the upgrade and echoes every text/binary frame until the client closes.
-pub(crate) fn echo(mut req: Request<Incoming>) -> Response<SimBody> {
+pub(crate) fn echo(st: Arc<SimState>, mut req: Request<Incoming>) -> Response<SimBody> {
     let key = req
         .headers()
         .get("sec-websocket-key")
@@ -34,14 +42,16 @@ pub(crate) fn echo(mut req: Request<Incoming>) -> Response<SimBody> {
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_close() {
+            if msg.is_close() || msg.to_text().is_ok_and(|t| t == "close") {
                 let _ = ws.close(None).await;
-                return;
+                break;
             }
             if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                return;
+                break;
             }
         }
+        st.stats.ws_closed.fetch_add(1, Ordering::SeqCst);
+        st.stats.arrived.notify_waiters();
     });
     let mut resp = Response::new(respond::full(""));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
