@@ -7,7 +7,9 @@
 
 pub mod access;
 pub mod body;
+pub mod client;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod phase;
 pub mod proxy;

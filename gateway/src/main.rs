@@ -24,7 +24,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway (flags override values from the configuration file).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Start simulated backends and the gateway on loopback and walk through what it does.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Keep everything running afterwards and print commands to try.
+    #[arg(long)]
+    serve: bool,
+    /// Work directory (kept afterwards) instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -96,14 +108,49 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The demo prints its own report; keep the log to warnings there.
+                let level = if matches!(cli.command, Command::Demo(_)) {
+                    "warn"
+                } else {
+                    "info"
+                };
+                tracing_subscriber::EnvFilter::new(level)
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Demo(args) => demo(&args),
+    }
+}
+
+fn demo(args: &DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pve-network-migration: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = pve_network_migration::demo::DemoOptions {
+        serve: args.serve,
+        dir: args.dir.clone(),
+    };
+    match runtime.block_on(pve_network_migration::demo::run(
+        &opts,
+        &mut std::io::stdout(),
+    )) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pve-network-migration demo: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::ext::ReasonPhrase;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pve_migration_certs::testca::TestCa;
-use pve_network_migration::body::{self, Body};
+use pve_network_migration::body::Body;
 use pve_network_migration::config::{Config, Overrides};
 use pve_network_migration::server::Gateway;
 use pve_sim::{SimConfig, SimHandle};
@@ -29,38 +29,8 @@ pub const ROOT_PASSWORD: &str = "secret";
 /// The API token every simulator knows.
 pub const TOKEN: &str = "PVEAPIToken=root@pam!ci=00000000-0000-0000-0000-000000000000";
 
-/// A small but realistic node: two NICs, a bond, a VLAN-aware bridge, a VLAN.
-pub const INTERFACES: &str = "\
-auto lo
-iface lo inet loopback
-
-iface eno1 inet manual
-
-iface eno2 inet manual
-
-auto bond0
-iface bond0 inet manual
-\tbond-slaves eno1 eno2
-\tbond-miimon 100
-\tbond-mode 802.3ad
-\tbond-xmit-hash-policy layer3+4
-
-auto vmbr0
-iface vmbr0 inet static
-\taddress 192.168.200.134/24
-\tgateway 192.168.200.2
-\tbridge-ports bond0
-\tbridge-stp off
-\tbridge-fd 0
-\tbridge-vlan-aware yes
-\tbridge-vids 2-4094
-
-auto vmbr0.50
-iface vmbr0.50 inet static
-\taddress 10.50.0.2/24
-
-source /etc/network/interfaces.d/*
-";
+/// A small but realistic node (see [`pve_sim::EXAMPLE_INTERFACES`]).
+pub const INTERFACES: &str = pve_sim::EXAMPLE_INTERFACES;
 
 /// Bounds every network wait in tests, so a bug fails instead of hanging.
 pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
@@ -391,25 +361,7 @@ impl TestClient {
     }
 }
 
-/// Builds a request with `Host: localhost`.
-pub fn request(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body_bytes: Bytes,
-) -> Request<Body> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    if !body_bytes.is_empty() {
-        b = b.header("content-length", body_bytes.len());
-    }
-    b.body(body::full(body_bytes)).expect("valid request")
-}
+pub use pve_network_migration::client::request;
 
 /// Reads a response completely.
 pub async fn read(resp: http::Response<hyper::body::Incoming>) -> Resp {

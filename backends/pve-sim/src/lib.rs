@@ -8,3 +8,36 @@ pub mod server;
 mod ws;
 
 pub use server::{Flavor, SimConfig, SimHandle, start};
+
+/// A small but realistic node: two NICs, a bond, a VLAN-aware bridge, a VLAN.
+pub const EXAMPLE_INTERFACES: &str = "\
+auto lo
+iface lo inet loopback
+
+iface eno1 inet manual
+
+iface eno2 inet manual
+
+auto bond0
+iface bond0 inet manual
+\tbond-slaves eno1 eno2
+\tbond-miimon 100
+\tbond-mode 802.3ad
+\tbond-xmit-hash-policy layer3+4
+
+auto vmbr0
+iface vmbr0 inet static
+\taddress 192.168.200.134/24
+\tgateway 192.168.200.2
+\tbridge-ports bond0
+\tbridge-stp off
+\tbridge-fd 0
+\tbridge-vlan-aware yes
+\tbridge-vids 2-4094
+
+auto vmbr0.50
+iface vmbr0.50 inet static
+\taddress 10.50.0.2/24
+
+source /etc/network/interfaces.d/*
+";
