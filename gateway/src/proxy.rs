@@ -107,12 +107,11 @@ pub(crate) fn upstream_head(
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(&DRY_RUN_HEADER);
-    if !headers.contains_key(header::HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
-                headers.insert(header::HOST, v);
-            }
-        }
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, v);
     }
     headers.insert(
         X_FORWARDED_FOR.clone(),

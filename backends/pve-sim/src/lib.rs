@@ -1,8 +1,15 @@
 //! pve-sim: a simulated pveproxy serving the Proxmox VE network API with
 //! Perl's conventions (or, as the `rust` flavour, the shape of the Rust port),
 //! used by the gateway's tests, benchmarks and demo.
+//!
+//! * [`network`]: the interfaces file and the network API as pure functions;
+//! * [`server`]: the TLS listener, routing and request log;
+//! * [`auth`]: tickets, CSRF tokens and API tokens;
+//! * [`respond`]: pveproxy's response format (headers, envelopes, reason phrases).
 
 pub mod auth;
+mod netapi;
+pub mod network;
 pub mod respond;
 pub mod server;
 mod ws;

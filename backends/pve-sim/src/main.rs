@@ -43,6 +43,13 @@ struct Cli {
     /// Which backend to play.
     #[arg(long, value_enum, default_value = "perl")]
     flavor: FlavorArg,
+    /// Seed of the Perl flavour's key and list order shuffle.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A named divergence of the Rust flavour (repeatable): rename-bridge-ports,
+    /// missing-changes, different-error-message, mtu-as-string-typo, flags-omitted-when-false.
+    #[arg(long = "diverge", value_name = "NAME")]
+    diverge: Vec<String>,
 }
 
 fn split_pair(s: &str, sep: char, what: &str) -> anyhow::Result<(String, String)> {
@@ -90,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
             FlavorArg::Perl => Flavor::Perl,
             FlavorArg::Rust => Flavor::Rust,
         },
+        seed: cli.seed,
+        divergences: pve_sim::network::Divergences::parse_list(&cli.diverge.join(","))?,
     };
     let sim = pve_sim::start(config).await?;
     tracing::info!(addr = %sim.addr(), "pve-sim listening");

@@ -88,10 +88,10 @@ fn with_reason(status: u16, message: &str, body: String) -> Response<SimBody> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let first = message.lines().next().unwrap_or("").trim_end();
-    if !first.is_empty() {
-        if let Ok(r) = ReasonPhrase::try_from(first.to_owned()) {
-            resp.extensions_mut().insert(r);
-        }
+    if !first.is_empty()
+        && let Ok(r) = ReasonPhrase::try_from(first.to_owned())
+    {
+        resp.extensions_mut().insert(r);
     }
     pve_headers(&mut resp, "application/json;charset=UTF-8");
     resp.headers_mut()
@@ -113,6 +113,16 @@ pub fn success_raw(format: Format, data_json: &str, extra: &[(&str, String)]) ->
         body.push_str(&format!(",{}:{}", Value::from(*k), v));
     }
     body.push('}');
+    with_reason(200, "OK", body)
+}
+
+/// A success whose whole `{"data":…}` body is already rendered (by the
+/// network core); extjs gets `"success":1` added in front.
+pub fn success_body(format: Format, body: String) -> Response<SimBody> {
+    let body = match (format, body.strip_prefix('{')) {
+        (Format::Extjs, Some(rest)) => format!("{{\"success\":1,{rest}"),
+        _ => body,
+    };
     with_reason(200, "OK", body)
 }
 

@@ -56,6 +56,10 @@ pub struct SimConfig {
     pub interfaces: PathBuf,
     /// Which backend to play.
     pub flavor: Flavor,
+    /// Seed of the Perl flavour's key and list order shuffle.
+    pub seed: u64,
+    /// Named divergences of the Rust flavour.
+    pub divergences: crate::network::Divergences,
 }
 
 impl SimConfig {
@@ -75,6 +79,8 @@ impl SimConfig {
             auth_key: "pve-sim".into(),
             interfaces,
             flavor: Flavor::Perl,
+            seed: 0,
+            divergences: crate::network::Divergences::none(),
         }
     }
 }
@@ -107,6 +113,10 @@ pub struct Stats {
     pub uploads_started: AtomicU64,
     /// WebSocket sessions that ended (either side closed).
     pub ws_closed: AtomicU64,
+    /// Network API writes that were carried out (not dry-run).
+    pub writes: AtomicU64,
+    /// Network API writes answered as a dry-run (`X-PVE-Dry-Run: 1`, Rust flavour).
+    pub dry_runs: AtomicU64,
     recent: Mutex<VecDeque<Received>>,
     /// Notified whenever a request arrives.
     pub arrived: Notify,
@@ -345,6 +355,13 @@ async fn dispatch(
                 ),
             ),
         ),
+        (_, ["nodes", _, "network"]) => {
+            crate::netapi::handle(st.clone(), format, req, None, &principal).await
+        }
+        (_, ["nodes", _, "network", iface]) => {
+            let iface = (*iface).to_owned();
+            crate::netapi::handle(st.clone(), format, req, Some(iface), &principal).await
+        }
         (Method::GET, ["nodes", _, "qemu", _, "vncwebsocket"]) => crate::ws::echo(st.clone(), req),
         (Method::POST, ["nodes", _, "storage", _, "upload"]) => {
             upload(&st, format, req, &principal).await
