@@ -23,6 +23,8 @@ use crate::phase::Phase;
 pub const DEFAULT_CONFIG: &str = "/etc/pve/network/migration.toml";
 /// Default state directory (trip state survives restarts here).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pve-network-migration";
+/// Where migration decisions are logged.
+pub const DEFAULT_MIGRATION_LOG: &str = "/var/log/pve-network/migration.log";
 /// pveproxy after the move to loopback.
 pub const DEFAULT_PERL_URL: &str = "https://127.0.0.1:8006";
 
@@ -75,6 +77,56 @@ struct RawConfig {
     access: RawAccess,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    shadow: RawShadow,
+    #[serde(default)]
+    trip: RawTrip,
+    #[serde(default)]
+    evidence: RawEvidence,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    rules: RawRules,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShadow {
+    max_in_flight: Option<usize>,
+    timeout_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    sample: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrip {
+    fallback_rate_threshold: Option<f64>,
+    window_s: Option<u64>,
+    trip_to: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    dir: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    segment_bytes: Option<u64>,
+    store_bodies: Option<String>,
+    exemplars_per_fingerprint: Option<usize>,
+    queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    migration_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    files: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +156,7 @@ struct RawBackend {
     insecure_skip_verify: Option<bool>,
     server_name: Option<String>,
     connect_timeout_ms: Option<u64>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +219,69 @@ pub struct BackendConfig {
     pub server_name: Option<String>,
     /// Time allowed for TCP connect plus TLS handshake.
     pub connect_timeout: Duration,
+    /// Time allowed for a complete answer when this backend is a migrated
+    /// request's primary (a Rust read falls back to Perl after it).
+    pub timeout: Duration,
+}
+
+/// `[shadow]`: bounds on mirrored work (DESIGN §3, invariant 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    /// Mirrored calls in flight at once; beyond it they are skipped (`overloaded`).
+    pub max_in_flight: usize,
+    /// A mirrored call (or the Perl reference answer of a Rust-served read)
+    /// not answered within this is skipped (`timeout`).
+    pub timeout: Duration,
+    /// Request or response bodies larger than this are not compared (`too_large`).
+    pub max_body_bytes: usize,
+    /// Fraction of migrated requests mirrored, 0.0–1.0 (`sampled_out`).
+    pub sample: f64,
+}
+
+/// Where a tripped node goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripTo {
+    /// A fixed phase (default `perl-only`).
+    Phase(Phase),
+    /// One level below the configured phase.
+    Previous,
+}
+
+/// `[trip]`: when the node gives up on Rust by itself (DESIGN §4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TripConfig {
+    /// The node trips when failures / Rust-served requests in the window exceed this.
+    pub fallback_rate_threshold: f64,
+    /// The sliding window.
+    pub window: Duration,
+    /// Where it trips to.
+    pub trip_to: TripTo,
+}
+
+/// Whether evidence keeps (redacted) bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBodies {
+    /// Never store bodies, only their SHA-256.
+    Never,
+    /// Store redacted request and response bodies of mismatching exchanges.
+    OnMismatch,
+}
+
+/// `[evidence]`: the contract evidence store (DESIGN §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceConfig {
+    /// Directory of the JSON Lines segments.
+    pub dir: PathBuf,
+    /// Total size kept; the oldest segments are deleted beyond it.
+    pub max_bytes: u64,
+    /// Size at which a new segment is started.
+    pub segment_bytes: u64,
+    /// Body storage policy.
+    pub store_bodies: StoreBodies,
+    /// Records per fingerprint that carry the full patch.
+    pub exemplars_per_fingerprint: usize,
+    /// Records waiting to be written; beyond it they are dropped and counted.
+    pub queue: usize,
 }
 
 /// Listener settings.
@@ -201,7 +317,7 @@ pub struct Limits {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
@@ -225,6 +341,18 @@ pub struct Config {
     pub limits: Limits,
     /// State directory.
     pub state_dir: PathBuf,
+    /// Shadow bounds.
+    pub shadow: ShadowConfig,
+    /// Trip rules.
+    pub trip: TripConfig,
+    /// Evidence store.
+    pub evidence: EvidenceConfig,
+    /// `migration.log` (logfmt).
+    pub migration_log: PathBuf,
+    /// Operator rule files layered over the shipped defaults, in order.
+    pub rule_files: Vec<PathBuf>,
+    /// SHA-256 of the configuration, stamped on every evidence record.
+    pub digest: String,
 }
 
 impl Config {
@@ -444,6 +572,14 @@ impl<'a> Validator<'a> {
             }
         }
 
+        let shadow = self.shadow(&raw.shadow)?;
+        let trip = self.trip(&raw.trip)?;
+        let state_dir = raw
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        let evidence = self.evidence(&raw.evidence, &state_dir)?;
+
         Ok(Config {
             source: None,
             node,
@@ -458,11 +594,108 @@ impl<'a> Validator<'a> {
                 .pveproxy_defaults
                 .unwrap_or_else(|| crate::access::PVEPROXY_DEFAULTS.into()),
             limits,
-            state_dir: raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            state_dir,
+            shadow,
+            trip,
+            evidence,
+            migration_log: raw
+                .log
+                .migration_log
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MIGRATION_LOG.into()),
+            rule_files: raw.rules.files.clone().unwrap_or_default(),
+            digest: String::new(),
         })
         .map(|mut c| {
             c.source = (self.file != "<config>").then(|| PathBuf::from(&self.file));
+            c.digest = digest_of(&format!("{c:?}"));
             c
+        })
+    }
+
+    fn shadow(&self, raw: &RawShadow) -> Result<ShadowConfig, ConfigError> {
+        let sample = raw.sample.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&sample) {
+            return Err(self.invalid("shadow.sample", "must be between 0.0 and 1.0"));
+        }
+        let c = ShadowConfig {
+            max_in_flight: raw.max_in_flight.unwrap_or(256),
+            timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(2_000)),
+            max_body_bytes: raw.max_body_bytes.unwrap_or(1 << 20),
+            sample,
+        };
+        if c.max_in_flight == 0 {
+            return Err(self.invalid(
+                "shadow.max_in_flight",
+                "must be at least 1 (use phase perl-only to stop shadowing)",
+            ));
+        }
+        if c.timeout.is_zero() {
+            return Err(self.invalid("shadow.timeout_ms", "must be greater than 0"));
+        }
+        Ok(c)
+    }
+
+    fn trip(&self, raw: &RawTrip) -> Result<TripConfig, ConfigError> {
+        let threshold = raw.fallback_rate_threshold.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&threshold) {
+            return Err(self.invalid(
+                "trip.fallback_rate_threshold",
+                "must be at least 0.0 (any fallback trips) and below 1.0",
+            ));
+        }
+        let window_s = raw.window_s.unwrap_or(300);
+        if window_s == 0 {
+            return Err(self.invalid("trip.window_s", "must be at least 1"));
+        }
+        let trip_to = match raw.trip_to.as_deref().unwrap_or("perl-only") {
+            "previous" => TripTo::Previous,
+            other => TripTo::Phase(other.parse().map_err(|e: crate::phase::UnknownPhase| {
+                self.invalid("trip.trip_to", format!("{e}, or 'previous'"))
+            })?),
+        };
+        Ok(TripConfig {
+            fallback_rate_threshold: threshold,
+            window: Duration::from_secs(window_s),
+            trip_to,
+        })
+    }
+
+    fn evidence(&self, raw: &RawEvidence, state_dir: &Path) -> Result<EvidenceConfig, ConfigError> {
+        let max_bytes = raw.max_bytes.unwrap_or(1 << 30);
+        let segment_bytes = raw
+            .segment_bytes
+            .unwrap_or((max_bytes / 8).clamp(4096, 64 << 20));
+        if segment_bytes == 0 || segment_bytes > max_bytes {
+            return Err(self.invalid(
+                "evidence.segment_bytes",
+                "must be between 1 and evidence.max_bytes",
+            ));
+        }
+        let store_bodies = match raw.store_bodies.as_deref().unwrap_or("never") {
+            "never" => StoreBodies::Never,
+            "on-mismatch" => StoreBodies::OnMismatch,
+            other => {
+                return Err(self.invalid(
+                    "evidence.store_bodies",
+                    format!("unknown value '{other}' (expected 'never' or 'on-mismatch')"),
+                ));
+            }
+        };
+        let queue = raw.queue.unwrap_or(4096);
+        if queue == 0 {
+            return Err(self.invalid("evidence.queue", "must be at least 1"));
+        }
+        Ok(EvidenceConfig {
+            dir: raw
+                .dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("evidence")),
+            max_bytes,
+            segment_bytes,
+            store_bodies,
+            exemplars_per_fingerprint: raw.exemplars_per_fingerprint.unwrap_or(3),
+            queue,
         })
     }
 
@@ -587,8 +820,15 @@ impl<'a> Validator<'a> {
             trust,
             server_name: raw.server_name.clone(),
             connect_timeout: Duration::from_millis(raw.connect_timeout_ms.unwrap_or(5_000)),
+            timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(10_000)),
         })
     }
+}
+
+/// Hex SHA-256 of a text (the configuration digest stamped on evidence).
+pub(crate) fn digest_of(text: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn valid_node_name(name: &str) -> bool {
@@ -708,6 +948,37 @@ phase = "rust-read-only"
             err.starts_with("command line --perl-url: perl_api_base_url:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn engine_sections_validate() {
+        let text = format!(
+            "{GOOD}\n[shadow]\nmax_in_flight = 8\nsample = 0.5\n[trip]\nwindow_s = 60\ntrip_to = \"previous\"\n[evidence]\nstore_bodies = \"on-mismatch\"\nmax_bytes = 1048576\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.shadow.max_in_flight, 8);
+        assert_eq!(c.trip.trip_to, TripTo::Previous);
+        assert_eq!(c.evidence.store_bodies, StoreBodies::OnMismatch);
+        assert_eq!(
+            c.evidence.dir,
+            Path::new("/var/lib/pve-network-migration/evidence")
+        );
+        assert_eq!(c.digest.len(), 16);
+        for (bad, key) in [
+            ("[shadow]\nsample = 1.5", "shadow.sample"),
+            ("[trip]\ntrip_to = \"rust\"", "trip.trip_to"),
+            (
+                "[trip]\nfallback_rate_threshold = 1.0",
+                "trip.fallback_rate_threshold",
+            ),
+            (
+                "[evidence]\nstore_bodies = \"always\"",
+                "evidence.store_bodies",
+            ),
+        ] {
+            let err = parse(&format!("{GOOD}\n{bad}\n")).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -89,6 +89,8 @@ tls_key = "{dir}/gateway.key"
 ca = "{dir}/ca.pem"
 [access]
 pveproxy_defaults = "{dir}/pveproxy"
+[log]
+migration_log = "{dir}/migration.log"
 "#,
         perl = sim.url(),
         dir = dir.display()

@@ -10,11 +10,17 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod error;
+pub mod evidence;
+pub mod logfmt;
+pub mod metrics;
 pub mod phase;
 pub mod proxy;
+pub mod redact;
 pub mod server;
 pub mod stack;
+pub mod trace;
 pub mod upstream;
 
 pub use config::{Config, ConfigError, Overrides};

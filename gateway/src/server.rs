@@ -22,6 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::AccessPolicy;
 use crate::body::{self, Body};
 use crate::config::{Config, Limits};
+use crate::engine::Engine;
+use crate::evidence::Recorder;
+use crate::metrics::Metrics;
 use crate::proxy::ClientInfo;
 use crate::stack::Pipeline;
 use crate::upstream::{Backend, Upstream};
@@ -46,6 +49,15 @@ pub enum StartError {
     /// An upstream could not be set up.
     #[error("{0}")]
     Upstream(#[from] crate::upstream::UpstreamSetupError),
+    /// The rule files are invalid.
+    #[error("rules: {0}")]
+    Rules(String),
+    /// The evidence store or migration.log cannot be opened.
+    #[error("evidence: {0}")]
+    Evidence(#[from] crate::evidence::EvidenceError),
+    /// The trip state cannot be read.
+    #[error("{0}")]
+    Trip(#[from] crate::engine::trip::TripError),
     /// The state directory could not be created.
     #[error("state directory {}: {source}", path.display())]
     StateDir {
@@ -80,6 +92,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// State shared by the accept loops and the background tasks.
 struct Shared {
     acceptor: TlsAcceptor,
+    engine: Arc<Engine>,
     pipeline: Arc<Pipeline>,
     limits: Limits,
     access: ArcSwap<AccessPolicy>,
@@ -133,6 +146,14 @@ impl Gateway {
         let certs = Arc::new(ReloadingCertResolver::load(config.listen.cert.clone())?);
         let access = AccessPolicy::from_file(&config.access_file)?;
         let perl = Upstream::new(Backend::Perl, &config.perl, &config.limits)?;
+        let rust = match &config.rust {
+            Some(r) => Some(Upstream::new(Backend::Rust, r, &config.limits)?),
+            None => None,
+        };
+        let rules = Arc::new(load_rules(&config.rule_files)?);
+        let metrics = Arc::new(Metrics::new());
+        let recorder = Recorder::start(&config.evidence, &config.migration_log, metrics.clone())?;
+        let engine = Arc::new(Engine::new(&config, rules, perl, rust, recorder, metrics)?);
 
         let mut listeners = Vec::new();
         for addr in &config.listen.addresses {
@@ -151,7 +172,8 @@ impl Gateway {
 
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(Arc::new(server_tls(certs.clone()))),
-            pipeline: Arc::new(Pipeline::new(perl)),
+            pipeline: Arc::new(Pipeline::new(engine.clone())),
+            engine,
             limits: config.limits.clone(),
             access: ArcSwap::from_pointee(access),
             access_file: config.access_file.clone(),
@@ -193,6 +215,11 @@ impl Gateway {
         &self.addrs
     }
 
+    /// The migration engine (phases, trip, evidence, metrics).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.shared.engine
+    }
+
     /// The served certificate's resolver.
     pub fn certificates(&self) -> &Arc<ReloadingCertResolver> {
         &self.shared.certs
@@ -231,6 +258,11 @@ impl Gateway {
 
     /// Stops accepting and waits up to `limits.shutdown_grace` for in-flight requests.
     pub async fn shutdown(mut self) -> ShutdownReport {
+        self.drain().await
+    }
+
+    /// Like [`Gateway::shutdown`], leaving the (stopped) value in place.
+    pub async fn drain(&mut self) -> ShutdownReport {
         self.stop_accepting().await;
         let grace = self.shared.limits.shutdown_grace;
         // recv() yields None once every connection task dropped its sender.
@@ -245,6 +277,24 @@ impl Gateway {
         }
         ShutdownReport { drained }
     }
+}
+
+/// The shipped rules plus the operator's files, in order.
+fn load_rules(files: &[std::path::PathBuf]) -> Result<pve_migration_rules::RuleSet, StartError> {
+    if files.is_empty() {
+        return Ok(pve_migration_rules::RuleSet::with_defaults());
+    }
+    let mut layers = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| StartError::Rules(format!("{}: {e}", f.display())))?;
+        layers.push((f.display().to_string(), text));
+    }
+    let refs: Vec<(&str, &str)> = layers
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    pve_migration_rules::RuleSet::load(&refs).map_err(|e| StartError::Rules(e.to_string()))
 }
 
 async fn accept_loop(

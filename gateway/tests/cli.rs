@@ -40,7 +40,10 @@ fn malformed_config_exits_2_naming_the_key() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("migration.toml"), "{err}");
-    assert!(err.contains("shadow"), "{err}");
+    assert!(
+        err.contains("line 5") && err.contains("unknown field `max_in_flite`"),
+        "{err}"
+    );
 
     let (code, err) = run_with_config(
         dir.path(),
@@ -133,6 +136,8 @@ tls_key = "{d}/gw.key"
 ca = "{d}/ca.pem"
 [access]
 pveproxy_defaults = "{d}/pveproxy"
+[log]
+migration_log = "{d}/migration.log"
 "#,
         url = sim.url(),
         d = d.display()

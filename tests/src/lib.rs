@@ -68,6 +68,19 @@ pub struct RigOptions {
     pub extra_toml: String,
     /// Do not start the Perl simulator (the gateway points at a closed port).
     pub perl_down: bool,
+    /// The cluster-wide phase (default `perl-only`).
+    pub phase: Option<String>,
+    /// Start a Rust-flavour simulator on the same interfaces file and configure it.
+    pub rust: Option<RustOptions>,
+}
+
+/// The Rust backend of a rig.
+#[derive(Debug, Default, Clone)]
+pub struct RustOptions {
+    /// Named divergences of the Rust flavour (see pve-sim).
+    pub divergences: Vec<String>,
+    /// Configure it, but start nothing (connections are refused).
+    pub down: bool,
 }
 
 /// A running system: CA, Perl simulator, gateway.
@@ -81,8 +94,12 @@ pub struct Rig {
     pub ca_path: PathBuf,
     /// The Perl-flavour simulator (absent with `perl_down`).
     pub perl: Option<SimHandle>,
+    /// The Rust-flavour simulator (with `rust`, unless `down`).
+    pub rust: Option<SimHandle>,
     /// The gateway.
     pub gateway: Gateway,
+    /// The gateway's configuration (for restarts).
+    pub config: Config,
     /// The gateway's served certificate and key files.
     pub gw_cert: (PathBuf, PathBuf),
     /// The client trusting the test CA.
@@ -118,13 +135,44 @@ impl Rig {
             drop(l);
             (None, url)
         } else {
-            let sim = pve_sim::start(SimConfig::for_tests(sim_cert, sim_key, interfaces))
+            let sim = pve_sim::start(SimConfig::for_tests(sim_cert, sim_key, interfaces.clone()))
                 .await
                 .expect("start pve-sim");
             let url = sim.url();
             (Some(sim), url)
         };
 
+        let (rust, rust_toml) = match &opts.rust {
+            None => (None, String::new()),
+            Some(r) => {
+                let (sim, url) = if r.down {
+                    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                    let url = format!("https://{}", l.local_addr().expect("addr"));
+                    drop(l);
+                    (None, url)
+                } else {
+                    let mut c = SimConfig::for_tests(
+                        d.join("sim.pem"),
+                        d.join("sim.key"),
+                        interfaces.clone(),
+                    );
+                    c.flavor = pve_sim::Flavor::Rust;
+                    c.divergences =
+                        pve_sim::network::Divergences::parse_list(&r.divergences.join(","))
+                            .expect("known divergences");
+                    let sim = pve_sim::start(c).await.expect("start rust pve-sim");
+                    let url = sim.url();
+                    (Some(sim), url)
+                };
+                (
+                    sim,
+                    format!(
+                        "[backends.rust]\nurl = \"{url}\"\nca = \"{}\"\n",
+                        ca_path.display()
+                    ),
+                )
+            }
+        };
         let access = d.join("pveproxy");
         if let Some(text) = &opts.pveproxy_defaults {
             std::fs::write(&access, text).expect("write pveproxy defaults");
@@ -132,7 +180,7 @@ impl Rig {
         let toml = format!(
             r#"
 node = "pve1"
-phase = "perl-only"
+phase = "{phase}"
 perl_api_base_url = "{perl_url}"
 state_dir = "{state}"
 
@@ -148,29 +196,48 @@ ca = "{ca}"
 [access]
 pveproxy_defaults = "{access}"
 
+[log]
+migration_log = "{log}"
+
 [limits]
 shutdown_grace_ms = 10000
+
+{rust_toml}
 {extra}
 "#,
+            phase = opts.phase.as_deref().unwrap_or("perl-only"),
             state = d.join("state").display(),
             cert = gw_cert.0.display(),
             key = gw_cert.1.display(),
             ca = ca_path.display(),
             access = access.display(),
+            log = d.join("migration.log").display(),
             extra = opts.extra_toml,
         );
         let config = Config::from_toml(&toml, None, &Overrides::default()).expect("valid config");
-        let gateway = Gateway::start(config).await.expect("start gateway");
+        let gateway = Gateway::start(config.clone()).await.expect("start gateway");
         let client = TestClient::new(&ca);
         Rig {
             dir,
             ca,
             ca_path,
             perl,
+            rust,
             gateway,
+            config,
             gw_cert,
             client,
         }
+    }
+
+    /// Stops the gateway and starts a new one with the same configuration and
+    /// state directory (a daemon restart).
+    pub async fn restart_gateway(&mut self) {
+        let mut config = self.config.clone();
+        // Keep the port, so clients need no new address.
+        config.listen.addresses = vec![self.gw()];
+        within("shutdown", self.gateway.drain()).await;
+        self.gateway = Gateway::start(config).await.expect("restart gateway");
     }
 
     /// The gateway's address.
@@ -186,6 +253,65 @@ shutdown_grace_ms = 10000
     /// The Perl simulator.
     pub fn perl(&self) -> &SimHandle {
         self.perl.as_ref().expect("perl simulator running")
+    }
+
+    /// The Rust simulator.
+    pub fn rust(&self) -> &SimHandle {
+        self.rust.as_ref().expect("rust simulator running")
+    }
+
+    /// Waits until every queued evidence record and log line is on disk.
+    pub async fn flush(&self) {
+        within("evidence flush", self.gateway.engine().recorder().flush()).await;
+    }
+
+    /// All evidence records written so far.
+    pub async fn evidence(&self) -> Vec<pve_network_migration::evidence::EvidenceRecord> {
+        self.flush().await;
+        pve_network_migration::evidence::read_records(&self.dir.path().join("state/evidence"))
+            .records
+    }
+
+    /// Waits (event-driven) until the evidence satisfies `pred`; returns it.
+    pub async fn evidence_until(
+        &self,
+        what: &str,
+        pred: impl Fn(&[pve_network_migration::evidence::EvidenceRecord]) -> bool,
+    ) -> Vec<pve_network_migration::evidence::EvidenceRecord> {
+        let engine = self.gateway.engine().clone();
+        within(what, async {
+            loop {
+                let notified = engine.recorded().notified();
+                let records = self.evidence().await;
+                if pred(&records) {
+                    return records;
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+
+    /// Waits (event-driven) until migration.log has at least `lines` lines.
+    pub async fn log_until(&self, lines: usize) -> String {
+        let engine = self.gateway.engine().clone();
+        within("migration.log lines", async {
+            loop {
+                let notified = engine.recorded().notified();
+                let log = self.migration_log().await;
+                if log.lines().count() >= lines {
+                    return log;
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+
+    /// The contents of migration.log.
+    pub async fn migration_log(&self) -> String {
+        self.flush().await;
+        std::fs::read_to_string(self.dir.path().join("migration.log")).unwrap_or_default()
     }
 }
 

@@ -1,0 +1,86 @@
+//! W3C trace context: the trace id that ties a request's log line, evidence
+//! record and spans together, propagated to both backends as `traceparent`.
+
+use http::HeaderValue;
+
+/// A request's trace context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// The caller's span id (16 hex digits), if it sent a `traceparent`.
+    pub parent_span: Option<String>,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // A failing system RNG is not worth failing a request over: fall back to time.
+    if aws_lc_rs::rand::fill(&mut buf).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(1);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8);
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
+}
+
+impl TraceContext {
+    /// Continues the caller's trace (`traceparent: 00-<trace>-<span>-<flags>`) or starts one.
+    pub fn from_header(traceparent: Option<&HeaderValue>) -> Self {
+        let parsed = traceparent.and_then(|v| v.to_str().ok()).and_then(|v| {
+            let mut parts = v.trim().split('-');
+            let (version, trace, span, _flags) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            (version == "00" && is_hex(trace, 32) && is_hex(span, 16))
+                .then(|| (trace.to_owned(), span.to_owned()))
+        });
+        match parsed {
+            Some((trace_id, span)) => Self {
+                trace_id,
+                parent_span: Some(span),
+            },
+            None => Self {
+                trace_id: random_hex(16),
+                parent_span: None,
+            },
+        }
+    }
+
+    /// A `traceparent` for a backend call: this trace, a new span id, sampled.
+    pub fn child_header(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!("00-{}-{}-01", self.trace_id, random_hex(8)))
+            .expect("hex is a valid header value")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_or_starts_a_trace() {
+        let h = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let t = TraceContext::from_header(Some(&h));
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let child = t.child_header();
+        assert!(
+            child
+                .to_str()
+                .unwrap()
+                .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        );
+        let fresh = TraceContext::from_header(Some(&HeaderValue::from_static("garbage")));
+        assert_eq!(fresh.trace_id.len(), 32);
+        assert_ne!(fresh.trace_id, TraceContext::from_header(None).trace_id);
+    }
+}
