@@ -23,6 +23,8 @@ use crate::phase::Phase;
 pub const DEFAULT_CONFIG: &str = "/etc/pve/network/migration.toml";
 /// Default state directory (trip state survives restarts here).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pve-network-migration";
+/// The admin socket `migration-ctl` talks to.
+pub const DEFAULT_ADMIN_SOCKET: &str = "/run/pve-network-migration/control.sock";
 /// Where migration decisions are logged.
 pub const DEFAULT_MIGRATION_LOG: &str = "/var/log/pve-network/migration.log";
 /// pveproxy after the move to loopback.
@@ -87,6 +89,25 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    socket: Option<PathBuf>,
+    config_check_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    metrics_listen: Option<String>,
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,7 +205,7 @@ struct RawLimits {
 }
 
 /// Values given on the `serve` command line; each wins over the file.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Overrides {
     /// `--listen` (repeatable).
     pub listen: Vec<String>,
@@ -206,6 +227,8 @@ pub struct Overrides {
     pub node: Option<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--admin-socket`.
+    pub admin_socket: Option<PathBuf>,
 }
 
 /// How an upstream backend is reached and verified.
@@ -351,8 +374,27 @@ pub struct Config {
     pub migration_log: PathBuf,
     /// Operator rule files layered over the shipped defaults, in order.
     pub rule_files: Vec<PathBuf>,
+    /// The admin socket (`migration-ctl`).
+    pub admin_socket: PathBuf,
+    /// How often the configuration file is checked for changes.
+    pub config_check_interval: Duration,
+    /// Telemetry endpoints.
+    pub telemetry: TelemetryConfig,
+    /// The command-line flags this configuration was built with (re-applied on reload).
+    pub overrides: Overrides,
     /// SHA-256 of the configuration, stamped on every evidence record.
     pub digest: String,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// A plain-HTTP listener for Prometheus (loopback unless the operator says otherwise).
+    pub metrics_listen: Option<SocketAddr>,
+    /// OTLP/HTTP collector base URL (`http://127.0.0.1:4318`).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 impl Config {
@@ -481,6 +523,10 @@ impl<'a> Validator<'a> {
             raw.state_dir = Some(v.clone());
             set("state_dir", "--state-dir");
         }
+        if let Some(v) = &o.admin_socket {
+            raw.admin.socket = Some(v.clone());
+            set("admin.socket", "--admin-socket");
+        }
     }
 
     fn validate(mut self, mut raw: RawConfig) -> Result<Config, ConfigError> {
@@ -579,6 +625,11 @@ impl<'a> Validator<'a> {
             .clone()
             .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
         let evidence = self.evidence(&raw.evidence, &state_dir)?;
+        let admin_interval = raw.admin.config_check_interval_ms.unwrap_or(2_000);
+        if admin_interval == 0 {
+            return Err(self.invalid("admin.config_check_interval_ms", "must be greater than 0"));
+        }
+        let telemetry = self.telemetry(&raw.telemetry)?;
 
         Ok(Config {
             source: None,
@@ -604,12 +655,51 @@ impl<'a> Validator<'a> {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_MIGRATION_LOG.into()),
             rule_files: raw.rules.files.clone().unwrap_or_default(),
+            admin_socket: raw
+                .admin
+                .socket
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ADMIN_SOCKET.into()),
+            config_check_interval: Duration::from_millis(admin_interval),
+            telemetry,
+            overrides: self.overrides.clone(),
             digest: String::new(),
         })
         .map(|mut c| {
             c.source = (self.file != "<config>").then(|| PathBuf::from(&self.file));
             c.digest = digest_of(&format!("{c:?}"));
             c
+        })
+    }
+
+    fn telemetry(&self, raw: &RawTelemetry) -> Result<TelemetryConfig, ConfigError> {
+        let metrics_listen = match &raw.metrics_listen {
+            None => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                self.invalid(
+                    "telemetry.metrics_listen",
+                    format!("'{a}' is not an IP:port address (e.g. 127.0.0.1:9106)"),
+                )
+            })?),
+        };
+        if let Some(url) = &raw.otlp_endpoint {
+            let ok = url.parse::<Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some()
+            });
+            if !ok {
+                return Err(self.invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("'{url}' is not an http(s) URL (e.g. http://127.0.0.1:4318)"),
+                ));
+            }
+        }
+        Ok(TelemetryConfig {
+            metrics_listen,
+            otlp_endpoint: raw.otlp_endpoint.clone(),
+            service_name: raw
+                .service_name
+                .clone()
+                .unwrap_or_else(|| "pve-network-migration".into()),
         })
     }
 

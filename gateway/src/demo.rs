@@ -91,6 +91,8 @@ ca = "{dir}/ca.pem"
 pveproxy_defaults = "{dir}/pveproxy"
 [log]
 migration_log = "{dir}/migration.log"
+[admin]
+socket = "{dir}/control.sock"
 "#,
         perl = sim.url(),
         dir = dir.display()

@@ -149,6 +149,8 @@ enum Item {
     Evidence(Box<EvidenceRecord>),
     Log(String),
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// Reopen migration.log (after logrotate moved it away).
+    Reopen,
 }
 
 /// The writer's front: cheap to clone, never blocks.
@@ -164,6 +166,7 @@ impl std::fmt::Debug for Item {
             Item::Evidence(_) => "Evidence",
             Item::Log(_) => "Log",
             Item::Flush(_) => "Flush",
+            Item::Reopen => "Reopen",
         })
     }
 }
@@ -201,7 +204,11 @@ impl Recorder {
             .append(true)
             .open(migration_log)
             .map_err(err(migration_log))?;
-        let mut writer = Writer::open(config.clone(), BufWriter::new(log))?;
+        let mut writer = Writer::open(
+            config.clone(),
+            migration_log.to_owned(),
+            BufWriter::new(log),
+        )?;
         let (tx, rx) = sync_channel(config.queue);
         std::thread::Builder::new()
             .name("evidence-writer".into())
@@ -240,6 +247,14 @@ impl Recorder {
         }
     }
 
+    /// Reopens `migration.log` (SIGHUP after logrotate).
+    pub fn reopen_log(&self) {
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(Item::Reopen);
+        });
+    }
+
     /// Waits until everything queued so far is written and fsync'd.
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -258,6 +273,7 @@ struct Segment {
 
 struct Writer {
     config: EvidenceConfig,
+    log_path: PathBuf,
     log: BufWriter<File>,
     segment: Option<Segment>,
     fingerprints: BTreeMap<String, FingerprintStats>,
@@ -300,10 +316,15 @@ pub fn read_fingerprints(dir: &Path) -> BTreeMap<String, FingerprintStats> {
 }
 
 impl Writer {
-    fn open(config: EvidenceConfig, log: BufWriter<File>) -> Result<Self, EvidenceError> {
+    fn open(
+        config: EvidenceConfig,
+        log_path: PathBuf,
+        log: BufWriter<File>,
+    ) -> Result<Self, EvidenceError> {
         let fingerprints = read_fingerprints(&config.dir);
         Ok(Self {
             config,
+            log_path,
             log,
             segment: None,
             fingerprints,
@@ -323,6 +344,19 @@ impl Writer {
                         tracing::error!(error = %e, "writing migration.log failed");
                     }
                     self.dirty = true;
+                }
+                Ok(Item::Reopen) => {
+                    self.sync();
+                    match OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.log_path)
+                    {
+                        Ok(f) => self.log = BufWriter::new(f),
+                        Err(e) => {
+                            tracing::error!(error = %e, file = %self.log_path.display(), "cannot reopen migration.log")
+                        }
+                    }
                 }
                 Ok(Item::Flush(done)) => {
                     self.sync();
@@ -620,4 +654,98 @@ mod tests {
         let written = read_records(dir.path()).records.len() as u64;
         assert_eq!(written + metrics.evidence_dropped.get(), 10_000);
     }
+}
+
+/// One line of `migration-ctl evidence summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Endpoint id.
+    pub endpoint: String,
+    /// Verdict.
+    pub verdict: String,
+    /// Fingerprint of the difference.
+    pub fingerprint: String,
+    /// Records in the period.
+    pub count: u64,
+    /// One exemplar patch (if the difference has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exemplar: Option<serde_json::Value>,
+    /// Last seen, RFC 3339.
+    pub last_seen: String,
+}
+
+/// Counts per endpoint, verdict and fingerprint of the records at or after
+/// `since` (RFC 3339 comparison), optionally for one endpoint, with one
+/// exemplar patch each (from the records, else from `fingerprints.json`).
+/// Only segments written to since then are read.
+pub fn summary(
+    dir: &Path,
+    since: Option<std::time::SystemTime>,
+    endpoint: Option<&str>,
+) -> Vec<SummaryRow> {
+    let cutoff = since.map(|t| {
+        let t = time::OffsetDateTime::from(t);
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    });
+    let fingerprints = read_fingerprints(dir);
+    let mut rows: BTreeMap<(String, String, String), SummaryRow> = BTreeMap::new();
+    for (_, path) in segments(dir) {
+        if let Some(since) = since
+            && std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m < since)
+        {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        for line in BufReader::new(file).split(b'\n').map_while(Result::ok) {
+            let Ok(r) = serde_json::from_slice::<EvidenceRecord>(&line) else {
+                continue;
+            };
+            if cutoff
+                .as_ref()
+                .is_some_and(|c| r.time.as_str() < c.as_str())
+            {
+                continue;
+            }
+            if endpoint.is_some_and(|e| e != r.endpoint) {
+                continue;
+            }
+            let key = (r.endpoint.clone(), r.verdict.clone(), r.fingerprint.clone());
+            let row = rows.entry(key).or_insert_with(|| SummaryRow {
+                endpoint: r.endpoint.clone(),
+                verdict: r.verdict.clone(),
+                fingerprint: r.fingerprint.clone(),
+                count: 0,
+                exemplar: None,
+                last_seen: r.time.clone(),
+            });
+            row.count += 1;
+            row.last_seen.clone_from(&r.time);
+            if row.exemplar.is_none()
+                && r.patch
+                    .as_ref()
+                    .is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty()))
+            {
+                row.exemplar = r.patch.clone();
+            }
+        }
+    }
+    let mut out: Vec<SummaryRow> = rows.into_values().collect();
+    for row in &mut out {
+        if row.exemplar.is_none() {
+            row.exemplar = fingerprints
+                .get(&format!("{}/{}", row.endpoint, row.fingerprint))
+                .and_then(|f| f.exemplars.first().cloned());
+        }
+    }
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.endpoint.cmp(&b.endpoint))
+    });
+    out
 }

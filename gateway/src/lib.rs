@@ -6,9 +6,11 @@
 //! [`server`].
 
 pub mod access;
+pub mod admin;
 pub mod body;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod error;

@@ -74,6 +74,9 @@ struct ServeArgs {
     /// State directory (trip state).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Admin socket for migration-ctl.
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -89,6 +92,7 @@ impl ServeArgs {
             phase: self.phase.clone(),
             node: self.node.clone(),
             state_dir: self.state_dir.clone(),
+            admin_socket: self.admin_socket.clone(),
         }
     }
 
@@ -192,7 +196,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     })
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP re-reads certificates and the access policy.
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads (see [`Gateway::reload`]).
 async fn wait_for_stop_signal(gateway: &Gateway) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -203,8 +207,8 @@ async fn wait_for_stop_signal(gateway: &Gateway) -> std::io::Result<()> {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading certificate and access policy");
-                gateway.reload_files().await;
+                tracing::info!("SIGHUP: reloading configuration, certificate and access policy; reopening migration.log");
+                gateway.reload().await;
             }
         }
     }

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::AccessPolicy;
 use crate::body::{self, Body};
 use crate::config::{Config, Limits};
+use crate::control::Control;
 use crate::engine::Engine;
 use crate::evidence::Recorder;
 use crate::metrics::Metrics;
@@ -58,6 +59,17 @@ pub enum StartError {
     /// The trip state cannot be read.
     #[error("{0}")]
     Trip(#[from] crate::engine::trip::TripError),
+    /// The admin socket cannot be opened.
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
+    /// The metrics listener cannot be bound.
+    #[error("telemetry.metrics_listen {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The state directory could not be created.
     #[error("state directory {}: {source}", path.display())]
     StateDir {
@@ -95,8 +107,9 @@ struct Shared {
     engine: Arc<Engine>,
     pipeline: Arc<Pipeline>,
     limits: Limits,
-    access: ArcSwap<AccessPolicy>,
-    access_file: std::path::PathBuf,
+    access: Arc<ArcSwap<AccessPolicy>>,
+    control: Arc<Control>,
+    metrics_addr: Option<SocketAddr>,
     certs: Arc<ReloadingCertResolver>,
     cert_events: broadcast::Sender<CertEvent>,
     connections: Arc<Semaphore>,
@@ -106,7 +119,6 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("limits", &self.limits)
-            .field("access_file", &self.access_file)
             .finish_non_exhaustive()
     }
 }
@@ -170,18 +182,33 @@ impl Gateway {
             .map(|l| l.local_addr().expect("bound listener has an address"))
             .collect::<Vec<_>>();
 
+        let access = Arc::new(ArcSwap::from_pointee(access));
+        let control = Arc::new(Control::new(
+            config.clone(),
+            engine.clone(),
+            access.clone(),
+            certs.clone(),
+        ));
+        let (shutdown, _) = watch::channel(false);
+        crate::admin::start(&config.admin_socket, control.clone(), shutdown.subscribe()).await?;
+        let metrics_addr = match config.telemetry.metrics_listen {
+            Some(addr) => {
+                Some(start_metrics_listener(addr, engine.clone(), shutdown.subscribe()).await?)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(Arc::new(server_tls(certs.clone()))),
             pipeline: Arc::new(Pipeline::new(engine.clone())),
             engine,
             limits: config.limits.clone(),
-            access: ArcSwap::from_pointee(access),
-            access_file: config.access_file.clone(),
+            access,
+            control: control.clone(),
+            metrics_addr,
             certs,
             cert_events: broadcast::channel(16).0,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
         });
-        let (shutdown, _) = watch::channel(false);
         let (drain_tx, drain_rx) = mpsc::channel(1);
         let mut accept_loops = JoinSet::new();
         for listener in listeners {
@@ -195,6 +222,11 @@ impl Gateway {
         tokio::spawn(cert_poller(
             shared.clone(),
             config.listen.cert_check_interval,
+            shutdown.subscribe(),
+        ));
+        tokio::spawn(config_poller(
+            control,
+            config.config_check_interval,
             shutdown.subscribe(),
         ));
         for addr in &addrs {
@@ -230,22 +262,23 @@ impl Gateway {
         self.shared.cert_events.subscribe()
     }
 
-    /// Re-reads the certificate files and the access policy now (SIGHUP).
-    ///
-    /// An invalid access file keeps the previous policy in force.
-    pub async fn reload_files(&self) {
+    /// The bound `telemetry.metrics_listen` address, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.shared.metrics_addr
+    }
+
+    /// The live configuration, reload, health and phase operations.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.shared.control
+    }
+
+    /// SIGHUP: reload the configuration (with the access policy), re-read the
+    /// certificate files and reopen migration.log (after logrotate).
+    /// Anything invalid keeps what was in force.
+    pub async fn reload(&self) -> crate::control::ReloadStatus {
         check_certificates(&self.shared).await;
-        let path = self.shared.access_file.clone();
-        match tokio::task::spawn_blocking(move || AccessPolicy::from_file(&path)).await {
-            Ok(Ok(policy)) => {
-                self.shared.access.store(Arc::new(policy));
-                tracing::info!(file = %self.shared.access_file.display(), "access policy reloaded");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "access policy reload failed, keeping the previous policy")
-            }
-            Err(e) => tracing::error!(error = %e, "access policy reload task failed"),
-        }
+        self.shared.engine.recorder().reopen_log();
+        self.shared.control.reload().await
     }
 
     /// Stops accepting: listeners are closed when this returns; connections
@@ -280,7 +313,9 @@ impl Gateway {
 }
 
 /// The shipped rules plus the operator's files, in order.
-fn load_rules(files: &[std::path::PathBuf]) -> Result<pve_migration_rules::RuleSet, StartError> {
+pub(crate) fn load_rules(
+    files: &[std::path::PathBuf],
+) -> Result<pve_migration_rules::RuleSet, StartError> {
     if files.is_empty() {
         return Ok(pve_migration_rules::RuleSet::with_defaults());
     }
@@ -474,6 +509,64 @@ async fn check_certificates(shared: &Arc<Shared>) {
         ReloadOutcome::Rejected(e) => CertEvent::Rejected(e.to_string()),
     };
     let _ = shared.cert_events.send(event);
+}
+
+async fn config_poller(
+    control: Arc<Control>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { control.reload_if_changed().await; }
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Serves `/metrics` over plain HTTP (for Prometheus; bind it to loopback).
+async fn start_metrics_listener(
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SocketAddr, StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Metrics { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Metrics { addr, source })?;
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
+                _ = stopped(&mut shutdown) => return,
+            };
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let engine = engine.clone();
+                    async move {
+                        Ok::<_, Infallible>(if req.uri().path() == "/metrics" {
+                            crate::admin::metrics_response(engine.metrics())
+                        } else {
+                            let mut r = Response::new(body::empty());
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                            r
+                        })
+                    }
+                });
+                let mut b = http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30));
+                let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
+            });
+        }
+    });
+    Ok(bound)
 }
 
 async fn cert_poller(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Receiver<bool>) {

@@ -77,7 +77,7 @@ fn unusable_certificate_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let toml = format!(
-        "node = \"pve1\"\nstate_dir = \"{}\"\n[listen]\naddresses = [\"127.0.0.1:0\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        "node = \"pve1\"\nstate_dir = \"{}\"\n[listen]\naddresses = [\"127.0.0.1:0\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[admin]\nsocket = \"/nonexistent/admin.sock\"\n",
         d.join("state").display(),
         d.join("missing.pem").display(),
         d.join("missing.key").display()
@@ -138,6 +138,8 @@ ca = "{d}/ca.pem"
 pveproxy_defaults = "{d}/pveproxy"
 [log]
 migration_log = "{d}/migration.log"
+[admin]
+socket = "{d}/control.sock"
 "#,
         url = sim.url(),
         d = d.display()

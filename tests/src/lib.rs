@@ -59,6 +59,36 @@ pub async fn wait_until(
     .await;
 }
 
+/// Calls the gateway's admin API over its Unix socket: (status, JSON body).
+pub async fn admin(
+    sock: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    within("admin call", async {
+        let stream = tokio::net::UnixStream::connect(sock)
+            .await
+            .expect("admin socket");
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
+                .await
+                .expect("admin handshake");
+        tokio::spawn(conn);
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .body(pve_network_migration::body::full(bytes))
+            .expect("request");
+        let resp = read(send.send_request(req).await.expect("admin response")).await;
+        let json = serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null);
+        (resp.status, json)
+    })
+    .await
+}
+
 /// Options for [`Rig::start_with`].
 #[derive(Debug, Default, Clone)]
 pub struct RigOptions {
@@ -199,6 +229,10 @@ pveproxy_defaults = "{access}"
 [log]
 migration_log = "{log}"
 
+[admin]
+socket = "{sock}"
+config_check_interval_ms = 50
+
 [limits]
 shutdown_grace_ms = 10000
 
@@ -212,9 +246,12 @@ shutdown_grace_ms = 10000
             ca = ca_path.display(),
             access = access.display(),
             log = d.join("migration.log").display(),
+            sock = d.join("control.sock").display(),
             extra = opts.extra_toml,
         );
-        let config = Config::from_toml(&toml, None, &Overrides::default()).expect("valid config");
+        let config_path = d.join("migration.toml");
+        std::fs::write(&config_path, &toml).expect("write migration.toml");
+        let config = Config::load(&config_path, &Overrides::default()).expect("valid config");
         let gateway = Gateway::start(config.clone()).await.expect("start gateway");
         let client = TestClient::new(&ca);
         Rig {
@@ -238,6 +275,16 @@ shutdown_grace_ms = 10000
         config.listen.addresses = vec![self.gw()];
         within("shutdown", self.gateway.drain()).await;
         self.gateway = Gateway::start(config).await.expect("restart gateway");
+    }
+
+    /// The admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// The configuration file.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("migration.toml")
     }
 
     /// The gateway's address.

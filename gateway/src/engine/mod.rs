@@ -108,9 +108,7 @@ mod reason {
 #[derive(Debug)]
 pub struct Engine {
     node: String,
-    rules: Arc<RuleSet>,
-    perl: Upstream,
-    rust: Option<Upstream>,
+    routing: ArcSwap<Routing>,
     settings: ArcSwap<EngineSettings>,
     trip: TripController,
     shadow_slots: Arc<Semaphore>,
@@ -118,6 +116,47 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     sample_state: AtomicU64,
     recorded: tokio::sync::Notify,
+    recent: Recent,
+}
+
+/// The rules and the backends; swapped as a whole by a configuration reload,
+/// so one request always sees one consistent set.
+#[derive(Debug)]
+pub struct Routing {
+    /// Routes and comparison rules.
+    pub rules: Arc<RuleSet>,
+    /// pveproxy.
+    pub perl: Upstream,
+    /// The Rust backend, when configured.
+    pub rust: Option<Upstream>,
+}
+
+/// Fallbacks and real differences of the last 15 minutes (for `health`).
+#[derive(Debug, Default)]
+struct Recent {
+    fallbacks: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+    mismatches: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+}
+
+const RECENT: Duration = Duration::from_secs(15 * 60);
+
+impl Recent {
+    fn push(q: &std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>) {
+        let now = tokio::time::Instant::now();
+        let mut q = q.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back(now);
+        while q.front().is_some_and(|t| now.duration_since(*t) > RECENT) {
+            q.pop_front();
+        }
+    }
+
+    fn count(q: &std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>) -> usize {
+        let now = tokio::time::Instant::now();
+        let q = q.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter()
+            .filter(|t| now.duration_since(**t) <= RECENT)
+            .count()
+    }
 }
 
 /// A complete backend answer (body collected).
@@ -200,6 +239,7 @@ enum CallError {
 /// The per-request facts every stage needs.
 #[derive(Debug, Clone)]
 struct Ctx {
+    routing: Arc<Routing>,
     trace: TraceContext,
     endpoint: Arc<str>,
     class: EndpointClass,
@@ -274,9 +314,7 @@ impl Engine {
         }
         let engine = Self {
             node: config.node.clone(),
-            rules,
-            perl,
-            rust,
+            routing: ArcSwap::from_pointee(Routing { rules, perl, rust }),
             shadow_slots: Arc::new(Semaphore::new(config.shadow.max_in_flight)),
             settings: ArcSwap::from_pointee(settings),
             trip,
@@ -284,6 +322,7 @@ impl Engine {
             metrics,
             sample_state: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
             recorded: tokio::sync::Notify::new(),
+            recent: Recent::default(),
         };
         engine.publish_phase();
         Ok(engine)
@@ -308,6 +347,30 @@ impl Engine {
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Fallbacks and mismatches (including critical) of the last 15 minutes.
+    pub fn recent_counts(&self) -> (usize, usize) {
+        (
+            Recent::count(&self.recent.fallbacks),
+            Recent::count(&self.recent.mismatches),
+        )
+    }
+
+    /// The rules and backends in force.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.load_full()
+    }
+
+    /// Swaps rules and backends (configuration reload); requests in flight
+    /// finish with the set they started with.
+    pub fn set_routing(&self, routing: Routing) {
+        self.routing.store(Arc::new(routing));
+    }
+
+    /// This gateway's node name.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The configured and the effective phase of this node.
@@ -362,8 +425,9 @@ impl Engine {
         req: Request<Incoming>,
         client: &ClientInfo,
     ) -> Response<Body> {
-        let Some((endpoint, format)) = self.migrated_route(&req) else {
-            let resp = proxy::forward(&self.perl, req, client).await;
+        let routing = self.routing.load_full();
+        let Some((endpoint, format)) = migrated_route(&routing.rules, &self.node, &req) else {
+            let resp = proxy::forward(&routing.perl, req, client).await;
             self.count_request("passthrough", "perl", resp.status());
             return resp;
         };
@@ -371,7 +435,7 @@ impl Engine {
         let configured = settings.configured;
         let phase = self.trip.effective(configured);
         let class = endpoint.class();
-        let plan = match self.rust {
+        let plan = match routing.rust {
             Some(_) => Plan::for_request(phase, class),
             None => Plan::Perl,
         };
@@ -381,6 +445,7 @@ impl Engine {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let ctx = Ctx {
+            routing: routing.clone(),
             trace: TraceContext::from_header(req.headers().get("traceparent")),
             endpoint: endpoint.id().into(),
             class,
@@ -398,7 +463,7 @@ impl Engine {
         };
         if plan == Plan::Perl {
             let started = Instant::now();
-            let resp = proxy::forward(&self.perl, req, client).await;
+            let resp = proxy::forward(&routing.perl, req, client).await;
             self.observe_apply(&ctx, "perl", started);
             self.decision(&ctx, &settings, "perl", resp.status(), false, None, None);
             return resp;
@@ -411,8 +476,10 @@ impl Engine {
                 // Too large to compare: the phase's primary serves it alone.
                 self.skipped(&ctx, &settings, SkipReason::TooLarge);
                 let upstream = match plan {
-                    Plan::RustRead | Plan::RustWrite => self.rust.as_ref().unwrap_or(&self.perl),
-                    _ => &self.perl,
+                    Plan::RustRead | Plan::RustWrite => {
+                        routing.rust.as_ref().unwrap_or(&routing.perl)
+                    }
+                    _ => &routing.perl,
                 };
                 let r = upstream_request(
                     upstream,
@@ -442,7 +509,7 @@ impl Engine {
                     .into_response();
             }
         };
-        let rust = self
+        let rust = routing
             .rust
             .as_ref()
             .expect("plans other than Perl need the Rust backend");
@@ -461,18 +528,6 @@ impl Engine {
             }
             Plan::Perl => unreachable!("handled above"),
         }
-    }
-
-    /// The endpoint of a migrated route, if the request is one for this node.
-    fn migrated_route(&self, req: &Request<Incoming>) -> Option<(&Endpoint, ApiFormat)> {
-        let m = self.rules.route(req.method().as_str(), req.uri().path())?;
-        if m.param("node").is_some_and(|n| n != self.node) {
-            // Another node's API: pveproxy forwards it to that node's gateway.
-            return None;
-        }
-        let id = m.endpoint().id().to_owned();
-        let format = m.format();
-        self.rules.endpoint(&id).map(|e| (e, format))
     }
 
     fn admit_shadow(&self, shadow: &ShadowConfig) -> Result<OwnedSemaphorePermit, SkipReason> {
@@ -530,14 +585,14 @@ impl Engine {
         };
         let started = Instant::now();
         let req = upstream_request(
-            &self.perl,
+            &ctx.routing.perl,
             &parts,
             client,
             &ctx.trace,
             false,
             body::full(body.clone()),
         );
-        let resp = match self.perl.send(req).await {
+        let resp = match ctx.routing.perl.send(req).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(m) = mirror {
@@ -621,14 +676,14 @@ impl Engine {
     ) -> Response<Body> {
         let cap = settings.shadow.max_body_bytes;
         let perl_req = upstream_request(
-            &self.perl,
+            &ctx.routing.perl,
             &parts,
             client,
             &ctx.trace,
             false,
             body::full(body.clone()),
         );
-        let perl_upstream = self.perl.clone();
+        let perl_upstream = ctx.routing.perl.clone();
         let perl_timeout = settings.perl_timeout;
         let mut perl_task =
             tokio::spawn(async move { call(&perl_upstream, perl_req, perl_timeout, cap).await });
@@ -697,7 +752,7 @@ impl Engine {
                 Ok(Err(CallError::Upstream(e))) => proxy::upstream_failure(&e),
                 Ok(Err(_)) | Err(_) => GatewayError::upstream(&UpstreamError {
                     backend: crate::upstream::Backend::Perl,
-                    addr: self.perl.addr().to_owned(),
+                    addr: ctx.routing.perl.addr().to_owned(),
                     kind: crate::upstream::UpstreamErrorKind::Timeout,
                 })
                 .into_response(),
@@ -837,14 +892,14 @@ impl Engine {
             Err(CallError::Upstream(e)) if e.kind.never_sent() => {
                 // Rust never saw a byte of it: Perl may safely carry the write out.
                 let req = upstream_request(
-                    &self.perl,
+                    &ctx.routing.perl,
                     &parts,
                     client,
                     &ctx.trace,
                     false,
                     body::full(body.clone()),
                 );
-                let resp = match self.perl.send(req).await {
+                let resp = match ctx.routing.perl.send(req).await {
                     Ok(r) => proxy::relay_response(r),
                     Err(e) => proxy::upstream_failure(&e),
                 };
@@ -917,19 +972,20 @@ impl Engine {
         parts: &http::request::Parts,
         client: &ClientInfo,
     ) {
-        let Some(rust) = self.rust.clone() else {
+        let Some(rust) = ctx.routing.rust.clone() else {
             return;
         };
         let path = parts.uri.path();
-        let endpoint = self.rules.endpoint(&ctx.endpoint);
+        let endpoint = ctx.routing.rules.endpoint(&ctx.endpoint);
         let collection = match endpoint.map(|e| e.path().ends_with('}')) {
             Some(true) => path.rsplit_once('/').map_or(path, |(c, _)| c),
             _ => path,
         };
-        let Some(m) = self.rules.route("GET", collection) else {
+        let Some(m) = ctx.routing.rules.route("GET", collection) else {
             return;
         };
-        let (Some(get), format) = (self.rules.endpoint(m.endpoint().id()), m.format()) else {
+        let (Some(get), format) = (ctx.routing.rules.endpoint(m.endpoint().id()), m.format())
+        else {
             return;
         };
         let Ok(uri) = collection.parse::<http::Uri>() else {
@@ -953,12 +1009,19 @@ impl Engine {
         check.path = collection.to_owned();
         check.path_redacted = crate::redact::path(collection);
         let (perl_req, rust_req) = (
-            upstream_request(&self.perl, &head, client, &ctx.trace, false, body::empty()),
+            upstream_request(
+                &ctx.routing.perl,
+                &head,
+                client,
+                &ctx.trace,
+                false,
+                body::empty(),
+            ),
             upstream_request(&rust, &head, client, &ctx.trace, false, body::empty()),
         );
         let (t, cap) = (settings.shadow.timeout, settings.shadow.max_body_bytes);
         let (p, r) = tokio::join!(
-            call(&self.perl, perl_req, t, cap),
+            call(&ctx.routing.perl, perl_req, t, cap),
             call(&rust, rust_req, t, cap)
         );
         match (p, r) {
@@ -998,7 +1061,7 @@ impl Engine {
         fallback_reason: Option<&str>,
         request_body: &Bytes,
     ) -> Comparison {
-        let Some(endpoint) = self.rules.endpoint(&ctx.endpoint) else {
+        let Some(endpoint) = ctx.routing.rules.endpoint(&ctx.endpoint) else {
             return Comparison::skipped(&ctx.endpoint, SkipReason::BackendError);
         };
         let headers = |a: &Answer| -> Vec<(String, String)> {
@@ -1027,6 +1090,9 @@ impl Engine {
             })
             .inc();
         let mismatch = matches!(cmp.verdict, Verdict::Mismatch | Verdict::Critical);
+        if mismatch {
+            Recent::push(&self.recent.mismatches);
+        }
         let bodies =
             (mismatch && settings.store_bodies == StoreBodies::OnMismatch).then(|| StoredBodies {
                 request: crate::redact::body(request_body, ctx.request_content_type.as_deref()),
@@ -1128,6 +1194,7 @@ impl Engine {
 
     /// Event: a fallback (metric; the decision line carries `used_fallback=true`).
     fn fallback(&self, ctx: &Ctx, why: &str) {
+        Recent::push(&self.recent.fallbacks);
         self.metrics
             .fallback
             .get_or_create(&ReasonLabels { reason: why.into() })
@@ -1226,6 +1293,22 @@ impl Engine {
                 .observe(started.elapsed().as_secs_f64());
         }
     }
+}
+
+/// The endpoint of a migrated route, if the request is one for `node`.
+fn migrated_route<'r>(
+    rules: &'r RuleSet,
+    node: &str,
+    req: &Request<Incoming>,
+) -> Option<(&'r Endpoint, ApiFormat)> {
+    let m = rules.route(req.method().as_str(), req.uri().path())?;
+    if m.param("node").is_some_and(|n| n != node) {
+        // Another node's API: pveproxy forwards it to that node's gateway.
+        return None;
+    }
+    let id = m.endpoint().id().to_owned();
+    let format = m.format();
+    rules.endpoint(&id).map(|e| (e, format))
 }
 
 /// Builds a backend request: pass-through head rules, plus the trace context,
