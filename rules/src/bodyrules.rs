@@ -25,9 +25,16 @@ pub(crate) const MAX_NODES: usize = 128;
 /// A set of trie nodes.
 pub(crate) type Set = u128;
 
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
 #[derive(Debug, Clone, Default)]
 struct TrieNode {
     literals: Vec<(String, usize)>,
+    /// Bit `n` set when a literal has length `n` (63 for 63 and longer):
+    /// most keys are rejected by their length alone.
+    literal_lengths: u64,
     any: Option<usize>,
     ignore: bool,
     trim: bool,
@@ -103,7 +110,11 @@ impl BodyRules {
                     }
                     self.nodes.push(TrieNode::default());
                     match seg {
-                        Some(key) => self.nodes[node].literals.push((key.to_owned(), c)),
+                        Some(key) => {
+                            let parent = &mut self.nodes[node];
+                            parent.literals.push((key.to_owned(), c));
+                            parent.literal_lengths |= length_bit(key.len());
+                        }
                         None => self.nodes[node].any = Some(c),
                     }
                     c
@@ -151,6 +162,18 @@ impl BodyRules {
     pub(crate) fn member(&self, set: Set, key: &str) -> Set {
         if set == 0 {
             return 0;
+        }
+        if set.is_power_of_two() {
+            let node = &self.nodes[set.trailing_zeros() as usize];
+            let mut out: Set = node.any.map_or(0, |c| 1 << c);
+            if node.literal_lengths & length_bit(key.len()) != 0 {
+                for (k, c) in &node.literals {
+                    if k == key {
+                        out |= 1 << c;
+                    }
+                }
+            }
+            return out;
         }
         self.step(set, |k| k == key)
     }

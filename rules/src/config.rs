@@ -356,10 +356,9 @@ fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> RuleError {
         out.key = Some(key.to_owned());
         return out;
     }
-    let line_start = text[..span.start.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let before = &text[line_start..span.start.min(text.len())];
+    let upto = text.get(..span.start).unwrap_or(text);
+    let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
+    let before = upto.get(line_start..).unwrap_or("");
     if let Some(eq) = before.rfind('=') {
         let key = before[..eq]
             .trim_end()

@@ -143,6 +143,14 @@ struct Scratch<'a> {
     items: Vec<Node<'a>>,
 }
 
+/// Appends a member in key order; of duplicate keys the last one wins.
+fn push_last_wins<'a>(out: &mut Vec<(Cow<'a, str>, Node<'a>)>, member: (Cow<'a, str>, Node<'a>)) {
+    match out.last_mut() {
+        Some(last) if last.0 == member.0 => last.1 = member.1,
+        _ => out.push(member),
+    }
+}
+
 /// Nesting limit, as in serde_json: at most 127 nested arrays/objects.
 const RECURSION_LIMIT: u32 = 128;
 
@@ -296,14 +304,11 @@ impl<'a> Parser<'a, '_> {
         if sorted {
             return Some(Node::Object(members.drain(start..).collect()));
         }
-        // Stable sort keeps duplicates in input order; keep the last one.
+        // Stable sort keeps duplicates in input order; the last one wins.
         members[start..].sort_by(|(a, _), (b, _)| key_cmp(a, b));
         let mut out: Vec<(Cow<'a, str>, Node<'a>)> = Vec::with_capacity(members.len() - start);
-        for (k, v) in members.drain(start..) {
-            match out.last_mut() {
-                Some(last) if last.0 == k => last.1 = v,
-                _ => out.push((k, v)),
-            }
+        for member in members.drain(start..) {
+            push_last_wins(&mut out, member);
         }
         Some(Node::Object(out))
     }

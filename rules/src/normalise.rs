@@ -307,9 +307,10 @@ pub(crate) fn loose_eq(a: &Node<'_>, b: &Node<'_>) -> Option<TypeOnlyKind> {
     }
 }
 
-/// `false`, `0`, `"0"`, `""` or `null` (Perl's `undef`): what an absent flag means.
+/// `false`, `0`, `"0"`, `""` or `null`: what an absent flag means.
 pub(crate) fn is_false_flag(v: &Node<'_>) -> bool {
     match v {
+        // Perl's `undef` for a flag it never set.
         Node::Null => true,
         Node::Bool(b) => !b,
         Node::Number(n) => num_as_bool(n) == Some(false),

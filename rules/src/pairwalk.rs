@@ -20,14 +20,14 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
 use crate::bodyrules::{BodyRules, Set};
-use crate::diff::{Diff, Step, spell_general, spell_path, write_general};
+use crate::diff::{Diff, Path, Step};
 use crate::doc::{Node, find, key_cmp};
 use crate::endpoint::Settings;
 use crate::normalise::{PairReport, TypeOnlyHit, TypeOnlyKind, is_false_flag, loose_eq};
@@ -54,11 +54,11 @@ pub(crate) fn walk<'a>(
         flags: &settings.flags,
         scalars: settings.perl_scalars,
         want_diff,
-        steps: Vec::with_capacity(16),
+        path: Path::default(),
         report: PairReport::default(),
         diff: Diff::default(),
         lines,
-        line: String::new(),
+        seen: HashMap::new(),
     };
     w.node(perl, rust, 0, false);
     Outcome {
@@ -72,11 +72,12 @@ struct Walker<'s, 'a> {
     flags: &'s BTreeSet<String>,
     scalars: bool,
     want_diff: bool,
-    steps: Vec<Step<'a>>,
+    path: Path<'a>,
     report: PairReport,
     diff: Diff,
     lines: Option<&'s mut BTreeSet<String>>,
-    line: String,
+    /// Fingerprint lines already added, by hash.
+    seen: HashMap<u64, (TypeOnlyKind, String)>,
 }
 
 #[derive(Clone, Copy)]
@@ -92,7 +93,7 @@ impl<'a> Walker<'_, 'a> {
             return;
         }
         // Paths are built from escaped tokens and always parse.
-        let path = PointerBuf::parse(spell_path(&self.steps)).unwrap_or_default();
+        let path = PointerBuf::parse(self.path.pointer().to_owned()).unwrap_or_default();
         self.diff.patch.0.push(match op {
             Op::Add(v) => PatchOperation::Add(AddOperation {
                 path,
@@ -104,25 +105,35 @@ impl<'a> Walker<'_, 'a> {
                 value: v.to_value(),
             }),
         });
-        self.diff.general.push(spell_general(&self.steps));
+        self.diff.general.push(self.path.general().to_owned());
     }
 
     fn hit(&mut self, kind: TypeOnlyKind, perl: Option<Value>, rust: Option<Value>) {
         self.report.type_only.push(TypeOnlyHit {
-            pointer: spell_path(&self.steps),
+            pointer: self.path.pointer().to_owned(),
             kind,
             perl,
             rust,
         });
         if let Some(lines) = self.lines.as_deref_mut() {
-            let line = &mut self.line;
-            line.clear();
-            line.push_str("type-only ");
-            line.push_str(kind.as_str());
-            line.push(' ');
-            write_general(line, &self.steps);
-            if !lines.contains(line.as_str()) {
-                lines.insert(line.clone());
+            // Most hits repeat a (kind, generalised pointer) already seen:
+            // recognise those by hash (confirmed by comparing the text).
+            let (general, hash) = self.path.general_hashed();
+            let key = hash ^ (kind as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let known = self
+                .seen
+                .get(&key)
+                .is_some_and(|(k, g)| *k == kind && g == general);
+            if !known {
+                let mut line = String::with_capacity(general.len() + 24);
+                line.push_str("type-only ");
+                line.push_str(kind.as_str());
+                line.push(' ');
+                line.push_str(general);
+                self.seen
+                    .entry(key)
+                    .or_insert_with(|| (kind, general.to_owned()));
+                lines.insert(line);
             }
         }
     }
@@ -135,7 +146,7 @@ impl<'a> Walker<'_, 'a> {
                 let rule = &self.rules.patterns[i];
                 if patterns::equivalent(rule, a, b) {
                     if a != b {
-                        self.report.masked.push(spell_path(&self.steps));
+                        self.report.masked.push(self.path.pointer().to_owned());
                         *a = b.clone();
                     }
                     return;
@@ -156,7 +167,7 @@ impl<'a> Walker<'_, 'a> {
                         return;
                     }
                     // A flag Perl left `undef` (JSON null) means false.
-                    let flag = matches!(self.steps.last(), Some(Step::Key(k)) if self.flags.contains(k.as_ref()));
+                    let flag = matches!(self.path.last(), Some(Step::Key(k)) if self.flags.contains(k.as_ref()));
                     if flag && is_false_flag(x) && is_false_flag(y) {
                         self.hit(
                             TypeOnlyKind::AbsentFlag,
@@ -175,7 +186,7 @@ impl<'a> Walker<'_, 'a> {
     fn child(&self, key: &str, set: Set, in_body: bool) -> (Set, bool) {
         if in_body {
             (self.rules.member(set, key), true)
-        } else if self.steps.is_empty() && key == "body" {
+        } else if self.path.is_empty() && key == "body" {
             (self.rules.root(), true)
         } else {
             (0, false)
@@ -207,18 +218,18 @@ impl<'a> Walker<'_, 'a> {
             match order {
                 Ordering::Equal => {
                     let (child_set, child_in_body) = self.child(&ma[i].0, set, in_body);
-                    self.steps.push(Step::Key(ma[i].0.clone()));
+                    self.path.push(Step::Key(ma[i].0.clone()));
                     self.node(&mut ma[i].1, &mut mb[j].1, child_set, child_in_body);
-                    self.steps.pop();
+                    self.path.pop();
                     i += 1;
                     j += 1;
                 }
                 Ordering::Less => {
                     if self.absent_flag(in_body, &ma[i].0, &ma[i].1) {
                         let value = ma[i].1.to_value();
-                        self.steps.push(Step::Key(ma[i].0.clone()));
+                        self.path.push(Step::Key(ma[i].0.clone()));
                         self.hit(TypeOnlyKind::AbsentFlag, Some(value), None);
-                        self.steps.pop();
+                        self.path.pop();
                         drop_from_a.push(i);
                     } else {
                         left_only.push(i);
@@ -226,7 +237,7 @@ impl<'a> Walker<'_, 'a> {
                     i += 1;
                 }
                 Ordering::Greater => {
-                    self.steps.push(Step::Key(mb[j].0.clone()));
+                    self.path.push(Step::Key(mb[j].0.clone()));
                     if self.absent_flag(in_body, &mb[j].0, &mb[j].1) {
                         let value = mb[j].1.to_value();
                         self.hit(TypeOnlyKind::AbsentFlag, None, Some(value));
@@ -234,15 +245,15 @@ impl<'a> Walker<'_, 'a> {
                     } else {
                         self.emit(Op::Add(&mb[j].1));
                     }
-                    self.steps.pop();
+                    self.path.pop();
                     j += 1;
                 }
             }
         }
         for i in left_only {
-            self.steps.push(Step::Key(ma[i].0.clone()));
+            self.path.push(Step::Key(ma[i].0.clone()));
             self.emit(Op::Remove);
-            self.steps.pop();
+            self.path.pop();
         }
         for &i in drop_from_a.iter().rev() {
             ma.remove(i);
@@ -263,21 +274,21 @@ impl<'a> Walker<'_, 'a> {
             } else {
                 0
             };
-            self.steps.push(Step::Index(i));
+            self.path.push(Step::Index(i));
             self.node(va, vb, child_set, in_body);
-            self.steps.pop();
+            self.path.pop();
         }
         // Surplus Perl elements are removed one by one at the same index,
         // surplus Rust elements added at theirs.
         for _ in common..xa.len() {
-            self.steps.push(Step::Index(common));
+            self.path.push(Step::Index(common));
             self.emit(Op::Remove);
-            self.steps.pop();
+            self.path.pop();
         }
         for (j, vb) in xb.iter().enumerate().skip(common) {
-            self.steps.push(Step::Index(j));
+            self.path.push(Step::Index(j));
             self.emit(Op::Add(vb));
-            self.steps.pop();
+            self.path.pop();
         }
     }
 }

@@ -294,3 +294,45 @@ fn io_errors_name_the_path() {
     assert!(matches!(err, Error::Io { .. }));
     assert!(err.to_string().contains("/nonexistent/site.toml"), "{err}");
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+    use pve_migration_rules::RuleSet;
+
+    const PIECES: &[&str] = &[
+        "[[endpoint]]\n",
+        "[defaults]\n",
+        "id = \"x.y\"\n",
+        "id = \"node.network.list\"\n",
+        "method = \"GET\"\n",
+        "path = \"/x/{a}\"\n",
+        "class = \"read\"\n",
+        "class = 1\n",
+        "sort = [{ pointer = \"/data\", by = \"iface\" }]\n",
+        "ignore = [\"/a/*\"]\n",
+        "patterns = [{ pointer = \"/d\", kind = \"regex\", regex = \"(\" }]\n",
+        "é",
+        "=",
+        "\"",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\n",
+        " ",
+        "#c\n",
+        "bogus = 1\n",
+        "trim = [\"~\"]\n",
+        "\u{1F600}",
+    ];
+
+    proptest! {
+        #[test]
+        fn loading_never_panics(parts in prop::collection::vec(prop::sample::select(PIECES), 0..24)) {
+            let text: String = parts.concat();
+            if let Err(e) = RuleSet::load(&[("fuzz.toml", &text)]) {
+                prop_assert!(e.to_string().starts_with("fuzz.toml: "));
+            }
+        }
+    }
+}

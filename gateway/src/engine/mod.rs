@@ -94,6 +94,9 @@ impl EngineSettings {
     }
 }
 
+/// Type-only hits kept per evidence record.
+const MAX_TYPE_ONLY_IN_RECORD: usize = 50;
+
 /// Why the Rust side was bailed out (label values of `pve_network_fallback_total`).
 mod reason {
     pub(super) const CONNECT: &str = "rust_connect";
@@ -1103,9 +1106,12 @@ impl Engine {
         if let Some(p) = &mut patch {
             crate::redact::json(p);
         }
+        // A large list can have thousands of type-only hits; the record keeps
+        // the first ones (the fingerprint already identifies the whole set).
         let type_only = cmp
             .type_only
             .iter()
+            .take(MAX_TYPE_ONLY_IN_RECORD)
             .filter_map(|h| serde_json::to_value(h).ok())
             .map(|mut v| {
                 crate::redact::json(&mut v);
