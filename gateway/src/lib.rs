@@ -20,8 +20,10 @@ pub mod metrics;
 pub mod phase;
 pub mod proxy;
 pub mod redact;
+pub mod sd_notify;
 pub mod server;
 pub mod stack;
+pub mod telemetry;
 pub mod trace;
 pub mod upstream;
 

@@ -110,21 +110,6 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // The demo prints its own report; keep the log to warnings there.
-                let level = if matches!(cli.command, Command::Demo(_)) {
-                    "warn"
-                } else {
-                    "info"
-                };
-                tracing_subscriber::EnvFilter::new(level)
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Demo(args) => demo(&args),
@@ -132,6 +117,14 @@ fn main() -> ExitCode {
 }
 
 fn demo(args: &DemoArgs) -> ExitCode {
+    // The demo prints its own report; keep the log to warnings there.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,7 +169,17 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async {
+    let telemetry = {
+        let _in_runtime = runtime.enter();
+        match pve_network_migration::telemetry::init(&config.telemetry, "info") {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("pve-network-migration: configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let code = runtime.block_on(async {
         let mut gateway = match Gateway::start(config).await {
             Ok(g) => g,
             Err(e) => {
@@ -184,16 +187,23 @@ fn serve(args: &ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        pve_network_migration::sd_notify::notify("READY=1");
         if let Err(e) = wait_for_stop_signal(&gateway).await {
             eprintln!("pve-network-migration: cannot install signal handlers: {e}");
             return ExitCode::from(1);
         }
+        pve_network_migration::sd_notify::notify("STOPPING=1");
         gateway.stop_accepting().await;
         tracing::info!("stopped accepting connections, draining in-flight requests");
         let report = gateway.shutdown().await;
         tracing::info!(drained = report.drained, "shut down");
         ExitCode::SUCCESS
-    })
+    });
+    // Flush spans while the runtime still runs the exporter's requests.
+    runtime.block_on(async {
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    });
+    code
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads (see [`Gateway::reload`]).
@@ -207,8 +217,10 @@ async fn wait_for_stop_signal(gateway: &Gateway) -> std::io::Result<()> {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
+                pve_network_migration::sd_notify::notify("RELOADING=1");
                 tracing::info!("SIGHUP: reloading configuration, certificate and access policy; reopening migration.log");
                 gateway.reload().await;
+                pve_network_migration::sd_notify::notify("READY=1");
             }
         }
     }

@@ -38,10 +38,13 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use pve_migration_rules::{
     ApiFormat, Comparison, Endpoint, EndpointClass, Exchange, RuleSet, SkipReason, Verdict,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use plan::Plan;
 pub use trip::{RustOutcome, TripController, TripRecord, TripState};
@@ -243,7 +246,12 @@ enum CallError {
 #[derive(Debug, Clone)]
 struct Ctx {
     routing: Arc<Routing>,
+    /// The request's server span.
+    span: tracing::Span,
+    /// Fallback for backend `traceparent`s when spans are not exported.
     trace: TraceContext,
+    /// The trace id written to logs and evidence.
+    trace_id: String,
     endpoint: Arc<str>,
     class: EndpointClass,
     format: ApiFormat,
@@ -429,11 +437,17 @@ impl Engine {
         client: &ClientInfo,
     ) -> Response<Body> {
         let routing = self.routing.load_full();
+        let (span, trace) = server_span(&req, &self.node);
         let Some((endpoint, format)) = migrated_route(&routing.rules, &self.node, &req) else {
-            let resp = proxy::forward(&routing.perl, req, client).await;
+            let resp = proxy::forward(&routing.perl, req, client)
+                .instrument(span.clone())
+                .await;
+            span.record("http.response.status_code", resp.status().as_u16());
             self.count_request("passthrough", "perl", resp.status());
             return resp;
         };
+        span.record("otel.name", endpoint.id());
+        span.record("migration.endpoint", endpoint.id());
         let settings = self.settings.load_full();
         let configured = settings.configured;
         let phase = self.trip.effective(configured);
@@ -447,9 +461,12 @@ impl Engine {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
+        span.record("migration.phase", phase.as_str());
         let ctx = Ctx {
             routing: routing.clone(),
-            trace: TraceContext::from_header(req.headers().get("traceparent")),
+            trace_id: trace_id_of(&span, &trace),
+            span,
+            trace,
             endpoint: endpoint.id().into(),
             class,
             format,
@@ -466,7 +483,10 @@ impl Engine {
         };
         if plan == Plan::Perl {
             let started = Instant::now();
-            let resp = proxy::forward(&routing.perl, req, client).await;
+            let perl_span = client_span(&ctx, "perl");
+            let resp = proxy::forward(&routing.perl, req, client)
+                .instrument(perl_span)
+                .await;
             self.observe_apply(&ctx, "perl", started);
             self.decision(&ctx, &settings, "perl", resp.status(), false, None, None);
             return resp;
@@ -488,7 +508,7 @@ impl Engine {
                     upstream,
                     &parts,
                     client,
-                    &ctx.trace,
+                    traceparent(&ctx.span, &ctx.trace),
                     false,
                     prefixed(prefix, rest),
                 );
@@ -565,21 +585,41 @@ impl Engine {
         // The mirror is sent first so a dry-run sees the state Perl's write starts from.
         let mirror = match self.admit_shadow(&settings.shadow) {
             Ok(permit) => {
+                // Its own span in the request's trace, linked to the request:
+                // it outlives the response and must not stretch its span.
+                let span = tracing::info_span!(
+                    parent: None,
+                    "shadow",
+                    "otel.kind" = "client",
+                    "peer.service" = "rust",
+                    "migration.dry_run" = dry_run,
+                    "migration.endpoint" = &*ctx.endpoint,
+                );
+                let request = ctx.span.context().span().span_context().clone();
+                if request.is_valid() {
+                    let _ = span.set_parent(
+                        opentelemetry::Context::new().with_remote_span_context(request.clone()),
+                    );
+                    span.add_link(request);
+                }
                 let req = upstream_request(
                     rust,
                     &parts,
                     client,
-                    &ctx.trace,
+                    traceparent(&span, &ctx.trace),
                     dry_run,
                     body::full(body.clone()),
                 );
                 let rust = rust.clone();
                 let (timeout, cap) = (settings.shadow.timeout, settings.shadow.max_body_bytes);
-                Some(tokio::spawn(async move {
-                    let r = call(&rust, req, timeout, cap).await;
-                    drop(permit);
-                    r
-                }))
+                Some(tokio::spawn(
+                    async move {
+                        let r = call(&rust, req, timeout, cap).await;
+                        drop(permit);
+                        r
+                    }
+                    .instrument(span),
+                ))
             }
             Err(reason) => {
                 self.skipped(&ctx, &settings, reason);
@@ -587,15 +627,16 @@ impl Engine {
             }
         };
         let started = Instant::now();
+        let perl_span = client_span(&ctx, "perl");
         let req = upstream_request(
             &ctx.routing.perl,
             &parts,
             client,
-            &ctx.trace,
+            traceparent(&perl_span, &ctx.trace),
             false,
             body::full(body.clone()),
         );
-        let resp = match ctx.routing.perl.send(req).await {
+        let resp = match ctx.routing.perl.send(req).instrument(perl_span).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(m) = mirror {
@@ -678,27 +719,33 @@ impl Engine {
         rust: &Upstream,
     ) -> Response<Body> {
         let cap = settings.shadow.max_body_bytes;
+        let perl_span = client_span(&ctx, "perl");
         let perl_req = upstream_request(
             &ctx.routing.perl,
             &parts,
             client,
-            &ctx.trace,
+            traceparent(&perl_span, &ctx.trace),
             false,
             body::full(body.clone()),
         );
         let perl_upstream = ctx.routing.perl.clone();
         let perl_timeout = settings.perl_timeout;
-        let mut perl_task =
-            tokio::spawn(async move { call(&perl_upstream, perl_req, perl_timeout, cap).await });
+        let mut perl_task = tokio::spawn(
+            async move { call(&perl_upstream, perl_req, perl_timeout, cap).await }
+                .instrument(perl_span),
+        );
+        let rust_span = client_span(&ctx, "rust");
         let rust_req = upstream_request(
             rust,
             &parts,
             client,
-            &ctx.trace,
+            traceparent(&rust_span, &ctx.trace),
             false,
             body::full(body.clone()),
         );
-        let rust_result = call(rust, rust_req, settings.rust_timeout, cap).await;
+        let rust_result = call(rust, rust_req, settings.rust_timeout, cap)
+            .instrument(rust_span)
+            .await;
 
         let failure = match &rust_result {
             Ok(a) => a.failure(),
@@ -852,11 +899,12 @@ impl Engine {
         rust: &Upstream,
     ) -> Response<Body> {
         let started = Instant::now();
+        let rust_span = client_span(&ctx, "rust");
         let req = upstream_request(
             rust,
             &parts,
             client,
-            &ctx.trace,
+            traceparent(&rust_span, &ctx.trace),
             false,
             body::full(body.clone()),
         );
@@ -866,6 +914,7 @@ impl Engine {
             settings.rust_timeout,
             settings.shadow.max_body_bytes,
         )
+        .instrument(rust_span)
         .await;
         self.observe_apply(&ctx, "rust", started);
         let may_be_applied = "the write may have been applied; it was not re-sent";
@@ -894,15 +943,16 @@ impl Engine {
             },
             Err(CallError::Upstream(e)) if e.kind.never_sent() => {
                 // Rust never saw a byte of it: Perl may safely carry the write out.
+                let perl_span = client_span(&ctx, "perl");
                 let req = upstream_request(
                     &ctx.routing.perl,
                     &parts,
                     client,
-                    &ctx.trace,
+                    traceparent(&perl_span, &ctx.trace),
                     false,
                     body::full(body.clone()),
                 );
-                let resp = match ctx.routing.perl.send(req).await {
+                let resp = match ctx.routing.perl.send(req).instrument(perl_span).await {
                     Ok(r) => proxy::relay_response(r),
                     Err(e) => proxy::upstream_failure(&e),
                 };
@@ -1011,21 +1061,29 @@ impl Engine {
         check.method = "GET".into();
         check.path = collection.to_owned();
         check.path_redacted = crate::redact::path(collection);
+        let (perl_span, rust_span) = (client_span(ctx, "perl"), client_span(ctx, "rust"));
         let (perl_req, rust_req) = (
             upstream_request(
                 &ctx.routing.perl,
                 &head,
                 client,
-                &ctx.trace,
+                traceparent(&perl_span, &ctx.trace),
                 false,
                 body::empty(),
             ),
-            upstream_request(&rust, &head, client, &ctx.trace, false, body::empty()),
+            upstream_request(
+                &rust,
+                &head,
+                client,
+                traceparent(&rust_span, &ctx.trace),
+                false,
+                body::empty(),
+            ),
         );
         let (t, cap) = (settings.shadow.timeout, settings.shadow.max_body_bytes);
         let (p, r) = tokio::join!(
-            call(&ctx.routing.perl, perl_req, t, cap),
-            call(&rust, rust_req, t, cap)
+            call(&ctx.routing.perl, perl_req, t, cap).instrument(perl_span),
+            call(&rust, rust_req, t, cap).instrument(rust_span)
         );
         match (p, r) {
             (Ok(p), Ok(r)) => {
@@ -1083,8 +1141,18 @@ impl Engine {
         let re = Exchange::new(rust.status.as_u16(), &rust.body)
             .with_reason(&rr)
             .with_headers(&rh);
-        let cmp = endpoint.compare(ctx.format, &pe, &re, None);
+        let compare_span = tracing::info_span!(
+            parent: &ctx.span,
+            "compare",
+            "contract.endpoint" = &*ctx.endpoint,
+            "contract.kind" = kind,
+            "contract.verdict" = tracing::field::Empty,
+            "contract.fingerprint" = tracing::field::Empty,
+        );
+        let cmp = compare_span.in_scope(|| endpoint.compare(ctx.format, &pe, &re, None));
         let verdict = verdict_name(cmp.verdict);
+        compare_span.record("contract.verdict", verdict.as_str());
+        compare_span.record("contract.fingerprint", cmp.fingerprint.as_str());
         self.metrics
             .contract
             .get_or_create(&ContractLabels {
@@ -1120,7 +1188,7 @@ impl Engine {
             .collect();
         self.recorder.evidence(EvidenceRecord {
             time: crate::evidence::now_rfc3339(),
-            trace_id: ctx.trace.trace_id.clone(),
+            trace_id: ctx.trace_id.clone(),
             node: self.node.clone(),
             phase: ctx.phase.to_string(),
             kind: kind.to_owned(),
@@ -1156,7 +1224,7 @@ impl Engine {
     }
 
     fn trip_now(&self, ctx: &Ctx, why: &str) {
-        match self.trip.trip(ctx.configured, why, &ctx.trace.trace_id) {
+        match self.trip.trip(ctx.configured, why, &ctx.trace_id) {
             Ok(Some(r)) => self.tripped(&r),
             Ok(None) => {}
             Err(e) => {
@@ -1171,7 +1239,7 @@ impl Engine {
     fn rust_outcome(&self, ctx: &Ctx, outcome: RustOutcome, why: &str) {
         match self
             .trip
-            .observe(outcome, ctx.configured, why, &ctx.trace.trace_id)
+            .observe(outcome, ctx.configured, why, &ctx.trace_id)
         {
             Ok(Some(r)) => self.tripped(&r),
             Ok(None) => {}
@@ -1209,7 +1277,7 @@ impl Engine {
             .rust_failures
             .get_or_create(&ReasonLabels { reason: why.into() })
             .inc();
-        tracing::warn!(endpoint = %ctx.endpoint, reason = why, trace_id = %ctx.trace.trace_id, "fallback to Perl");
+        tracing::warn!(endpoint = %ctx.endpoint, reason = why, trace_id = %ctx.trace_id, "fallback to Perl");
     }
 
     /// Event: a migrated request was not compared.
@@ -1242,6 +1310,16 @@ impl Engine {
         verdict: Option<&str>,
     ) {
         self.count_request(ctx.class.as_str(), served_by, status);
+        ctx.span.record("migration.served_by", served_by);
+        ctx.span.record("migration.used_fallback", used_fallback);
+        ctx.span
+            .record("http.response.status_code", status.as_u16());
+        if let Some(why) = why {
+            ctx.span.record("migration.reason", why);
+        }
+        if let Some(v) = verdict {
+            ctx.span.record("contract.verdict", v);
+        }
         if !(settings.log_decisions || used_fallback || why.is_some()) {
             return;
         }
@@ -1259,7 +1337,7 @@ impl Engine {
             )
             .field("reason", why.unwrap_or("-"))
             .field("verdict", verdict.unwrap_or("-"))
-            .field("trace_id", &ctx.trace.trace_id);
+            .field("trace_id", &ctx.trace_id);
         let line = line.finish();
         if used_fallback || why.is_some() {
             self.recorder.log_always(line);
@@ -1301,6 +1379,64 @@ impl Engine {
     }
 }
 
+/// The server span of a request, continuing the caller's trace (`traceparent`).
+fn server_span(req: &Request<Incoming>, node: &str) -> (tracing::Span, TraceContext) {
+    let trace = TraceContext::from_header(req.headers().get("traceparent"));
+    let span = tracing::info_span!(
+        "request",
+        "otel.kind" = "server",
+        "otel.name" = tracing::field::Empty,
+        "http.request.method" = %req.method(),
+        "http.response.status_code" = tracing::field::Empty,
+        "pve.node" = node,
+        "migration.endpoint" = tracing::field::Empty,
+        "migration.phase" = tracing::field::Empty,
+        "migration.served_by" = tracing::field::Empty,
+        "migration.used_fallback" = tracing::field::Empty,
+        "migration.reason" = tracing::field::Empty,
+        "contract.verdict" = tracing::field::Empty,
+    );
+    if let Some(parent) = &trace.parent_span
+        && let (Ok(t), Ok(s)) = (TraceId::from_hex(&trace.trace_id), SpanId::from_hex(parent))
+    {
+        let remote = SpanContext::new(t, s, TraceFlags::SAMPLED, true, TraceState::default());
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+    (span, trace)
+}
+
+/// A client span for one backend call, child of the request's span.
+fn client_span(ctx: &Ctx, backend: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        parent: &ctx.span,
+        "backend",
+        "otel.kind" = "client",
+        "otel.name" = backend,
+        "peer.service" = backend,
+    )
+}
+
+/// The trace id of a span when spans are exported, else the request's own.
+fn trace_id_of(span: &tracing::Span, fallback: &TraceContext) -> String {
+    let sc = span.context().span().span_context().clone();
+    if sc.is_valid() {
+        sc.trace_id().to_string()
+    } else {
+        fallback.trace_id.clone()
+    }
+}
+
+/// The `traceparent` for a backend call made in `span`.
+fn traceparent(span: &tracing::Span, fallback: &TraceContext) -> HeaderValue {
+    let sc = span.context().span().span_context().clone();
+    if sc.is_valid() {
+        HeaderValue::from_str(&format!("00-{}-{}-01", sc.trace_id(), sc.span_id()))
+            .expect("hex is a valid header value")
+    } else {
+        fallback.child_header()
+    }
+}
+
 /// The endpoint of a migrated route, if the request is one for `node`.
 fn migrated_route<'r>(
     rules: &'r RuleSet,
@@ -1325,14 +1461,14 @@ fn upstream_request(
     upstream: &Upstream,
     parts: &http::request::Parts,
     client: &ClientInfo,
-    trace: &TraceContext,
+    traceparent: HeaderValue,
     dry_run: bool,
     body: Body,
 ) -> Request<Body> {
     let mut builder = proxy::upstream_head(upstream, parts, client);
     if let Some(h) = builder.headers_mut() {
         h.remove(header::ACCEPT_ENCODING);
-        h.insert("traceparent", trace.child_header());
+        h.insert("traceparent", traceparent);
         if dry_run {
             h.insert(DRY_RUN_HEADER, HeaderValue::from_static("1"));
         }
