@@ -226,6 +226,7 @@ pub(crate) async fn handle(
         } else {
             st.stats.writes.fetch_add(1, Ordering::SeqCst);
         }
+        st.stats.arrived.notify_waiters();
     }
     let request_line = format!("{} {}", req.method(), req.uri());
     let params: Params = match read_params(req).await {

@@ -461,7 +461,10 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     } else {
         Some(listener)
     };
-    tokio::spawn(accept_loop(state.clone(), listener, acceptor, stop));
+    // Subscribed here, not in the task: a set_faults right after start must
+    // not be missed.
+    let want = state.listen.want.subscribe();
+    tokio::spawn(accept_loop(state.clone(), listener, acceptor, want, stop));
     Ok(SimHandle {
         addr,
         state,
@@ -480,10 +483,10 @@ async fn accept_loop(
     st: Arc<SimState>,
     mut listener: Option<TcpListener>,
     acceptor: TlsAcceptor,
+    mut want: watch::Receiver<(bool, u64)>,
     mut stop: watch::Receiver<bool>,
 ) {
     let addr = st.config.listen;
-    let mut want = st.listen.want.subscribe();
     loop {
         let event = match &listener {
             Some(l) => tokio::select! {
@@ -860,6 +863,7 @@ async fn upload(
                     st.stats
                         .upload_bytes
                         .fetch_add(d.len() as u64, Ordering::SeqCst);
+                    st.stats.arrived.notify_waiters();
                 }
             }
             Err(e) => {
