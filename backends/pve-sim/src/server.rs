@@ -287,7 +287,8 @@ struct ListenControl {
 /// Shared simulator state.
 #[derive(Debug)]
 pub struct SimState {
-    /// Settings.
+    /// Settings, with `listen` set to the bound address (port 0 resolved),
+    /// which `refuse` binds again.
     pub config: SimConfig,
     /// Authentication.
     pub auth: Auth,
