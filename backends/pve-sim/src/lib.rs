@@ -3,17 +3,31 @@
 //! used by the gateway's tests, benchmarks and demo.
 //!
 //! * [`network`]: the interfaces file and the network API as pure functions;
-//! * [`server`]: the TLS listener, routing and request log;
+//! * [`sdn`]: the SDN configuration (`/etc/pve/sdn`) and the `/cluster/sdn`
+//!   API as pure functions;
+//! * [`server`]: the TLS listener, routing, request log and counters;
+//! * [`faults`]: misbehaviour on command (latency, errors, resets, …), set
+//!   at start, through [`SimHandle::set_faults`] or the [`control`] endpoint;
 //! * [`auth`]: tickets, CSRF tokens and API tokens;
 //! * [`respond`]: pveproxy's response format (headers, envelopes, reason phrases).
+//!
+//! The simulator plays the Perl backend ([`Flavor::Perl`], default) or the
+//! Rust port ([`Flavor::Rust`]): the same data and checks, different JSON
+//! (types, key order) and the Rust side honours `X-PVE-Dry-Run: 1`.
 
 pub mod auth;
+mod conn;
+pub mod control;
+pub mod faults;
 mod netapi;
 pub mod network;
 pub mod respond;
+pub mod sdn;
+mod sdnapi;
 pub mod server;
 mod ws;
 
+pub use faults::{Fault, FaultKind, FaultScope};
 pub use server::{Flavor, SimConfig, SimHandle, start};
 
 /// A small but realistic node: two NICs, a bond, a VLAN-aware bridge, a VLAN.

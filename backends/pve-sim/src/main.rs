@@ -1,10 +1,13 @@
 //! `pve-sim`: run a simulated pveproxy on a TLS port.
+//!
+//! See `backends/pve-sim/README.md` for the flags, fault kinds and the
+//! control endpoint.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use pve_sim::{Flavor, SimConfig};
+use pve_sim::{Fault, FaultScope, Flavor, SimConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FlavorArg {
@@ -50,6 +53,25 @@ struct Cli {
     /// missing-changes, different-error-message, mtu-as-string-typo, flags-omitted-when-false.
     #[arg(long = "diverge", value_name = "NAME")]
     diverge: Vec<String>,
+    /// The SDN configuration directory (PVE's /etc/pve/sdn) [default: <interfaces>.sdn].
+    #[arg(long, value_name = "DIR")]
+    sdn_dir: Option<PathBuf>,
+    /// A fault to inject (repeatable): latency=MS[+JITTER], error-rate=P,
+    /// reset-before-head, reset-after-head, malformed-json, refuse, auth-bypass.
+    #[arg(long = "fault", value_name = "KIND[=VALUE]", value_parser = Fault::parse)]
+    faults: Vec<Fault>,
+    /// Which requests the --fault flags apply to: all API requests, or only
+    /// writes (not GET/HEAD).
+    #[arg(long, value_name = "all|writes", default_value = "all", value_parser = parse_scope)]
+    fault_scope: FaultScope,
+    /// Secret of the control endpoint /_sim/faults (header X-Sim-Control-Secret);
+    /// without it the endpoint is disabled.
+    #[arg(long, value_name = "SECRET")]
+    control_secret: Option<String>,
+}
+
+fn parse_scope(s: &str) -> Result<FaultScope, pve_sim::faults::FaultError> {
+    s.parse()
 }
 
 fn split_pair(s: &str, sep: char, what: &str) -> anyhow::Result<(String, String)> {
@@ -99,9 +121,17 @@ async fn main() -> anyhow::Result<()> {
         },
         seed: cli.seed,
         divergences: pve_sim::network::Divergences::parse_list(&cli.diverge.join(","))?,
+        sdn_dir: cli.sdn_dir,
+        faults: cli
+            .faults
+            .into_iter()
+            .map(|f| f.with_scope(cli.fault_scope))
+            .collect(),
+        control_secret: cli.control_secret.filter(|s| !s.is_empty()),
     };
+    let faults: Vec<String> = config.faults.iter().map(ToString::to_string).collect();
     let sim = pve_sim::start(config).await?;
-    tracing::info!(addr = %sim.addr(), "pve-sim listening");
+    tracing::info!(addr = %sim.addr(), sdn_dir = %sim.state().config.sdn_dir().display(), ?faults, "pve-sim listening");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,

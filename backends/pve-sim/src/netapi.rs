@@ -69,7 +69,7 @@ fn load(path: &Path) -> std::io::Result<NetworkFiles> {
 }
 
 /// Writes a file atomically (temporary file + rename), like PVE's file_set_contents.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -92,8 +92,18 @@ fn store(path: &Path, effect: &FileEffect) -> std::io::Result<()> {
     }
 }
 
-/// Takes the exclusive network lock, waiting up to [`LOCK_TIMEOUT`].
-fn lock(path: &Path) -> Result<File, ApiError> {
+/// Applies the pending `interfaces.new` (what `PUT /nodes/{node}/network`
+/// does; the SDN reload worker runs it on every node), under the network lock.
+pub(crate) fn apply_pending(path: &Path) -> Result<(), ApiError> {
+    let _lock = lock(path)?;
+    store(path, &FileEffect::ApplyPending)
+        .map_err(|e| ApiError::internal(format!("unable to write '{}' - {e}", path.display())))
+}
+
+/// Takes an exclusive lock on `<path>.lock`, waiting up to [`LOCK_TIMEOUT`]
+/// (the network lock for the interfaces file, the SDN lock for the SDN
+/// directory).
+pub(crate) fn lock(path: &Path) -> Result<File, ApiError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
@@ -216,6 +226,7 @@ pub(crate) async fn handle(
         } else {
             st.stats.writes.fetch_add(1, Ordering::SeqCst);
         }
+        st.stats.arrived.notify_waiters();
     }
     let request_line = format!("{} {}", req.method(), req.uri());
     let params: Params = match read_params(req).await {

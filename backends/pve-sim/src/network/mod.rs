@@ -69,7 +69,7 @@ pub mod diff;
 pub mod model;
 pub mod parse;
 pub mod render;
-mod schema;
+pub(crate) mod schema;
 pub mod write;
 
 pub use api::{

@@ -59,7 +59,7 @@ impl PerlRng {
 
 /// A JSON document whose object keys are written in the given order.
 #[derive(Clone, Debug, PartialEq)]
-enum Json {
+pub(crate) enum Json {
     Null,
     Bool(bool),
     Int(i64),
@@ -102,7 +102,7 @@ impl Json {
         }
     }
 
-    fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
         self.write(&mut out);
         out

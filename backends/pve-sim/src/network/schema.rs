@@ -4,7 +4,8 @@
 //! handler runs and answers `400 Parameter verification failed.` with one
 //! message per offending parameter. The messages (and the order of the checks
 //! that produce them) are PVE's: type check, format, length, range, enum,
-//! `requires`, unknown properties.
+//! `requires`, unknown properties. The SDN API ([`crate::sdn`]) uses the same
+//! checker with its own formats (zone/vnet/subnet ids, IP lists, node lists…).
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -30,6 +31,26 @@ pub(crate) enum Fmt {
     ConfigIdList,
     VlanIdOrRangeList,
     Node,
+    /// `pve-node-list`.
+    NodeList,
+    /// `pve-sdn-zone-id`, `pve-sdn-controller-id`, `pve-sdn-ipam-id`, `pve-sdn-dns-id`.
+    SdnId(&'static str),
+    /// `pve-sdn-vnet-id`.
+    SdnVnetId,
+    /// `pve-sdn-subnet-id`.
+    SdnSubnetId,
+    /// `ip`.
+    Ip,
+    /// `ip-list`.
+    IpList,
+    /// `dns-name`.
+    DnsName,
+    /// `mac-addr`.
+    MacAddr,
+    /// `pve-sdn-bgp-rt-list`.
+    BgpRtList,
+    /// `pve-configid-list` of the `delete` parameter of section configs.
+    ConfigIdListStrict,
 }
 
 /// One property of a method's parameter schema.
@@ -45,6 +66,7 @@ pub(crate) struct Prop {
     max_length: Option<usize>,
     optional: bool,
     requires: Option<&'static str>,
+    pattern: Option<fn(&str) -> bool>,
 }
 
 impl Prop {
@@ -60,8 +82,26 @@ impl Prop {
             max_length: None,
             optional: true,
             requires: None,
+            pattern: None,
         }
     }
+    /// A string that must match a regular expression (`pattern`), given as a
+    /// predicate.
+    pub(crate) const fn pattern(mut self, matches: fn(&str) -> bool) -> Self {
+        self.pattern = Some(matches);
+        self
+    }
+    /// An integer without bounds.
+    pub(crate) const fn int(name: &'static str) -> Self {
+        Self::new(name, Ty::Int)
+    }
+    /// An integer with only a lower bound.
+    pub(crate) const fn int_min(name: &'static str, min: i64) -> Self {
+        let mut p = Self::new(name, Ty::Int);
+        p.minimum = Some(min);
+        p
+    }
+
     pub(crate) const fn string(name: &'static str) -> Self {
         Self::new(name, Ty::Str)
     }
@@ -206,6 +246,11 @@ fn check_value(prop: &Prop, v: &str) -> Result<(), String> {
     if let Some(fmt) = prop.fmt {
         check_format(fmt, v).map_err(|e| format!("invalid format - {e}"))?;
     }
+    if let Some(matches) = prop.pattern
+        && !matches(v)
+    {
+        return Err("value does not match the regex pattern".into());
+    }
     let len = v.chars().count();
     if let Some(max) = prop.max_length
         && len > max
@@ -282,7 +327,101 @@ pub(crate) fn check_format(fmt: Fmt, v: &str) -> Result<(), String> {
             ok.then_some(())
                 .ok_or_else(|| "value does not look like a valid node name\n".into())
         }
+        Fmt::NodeList => split_list(v)
+            .iter()
+            .try_for_each(|n| check_format(Fmt::Node, n)),
+        Fmt::SdnId(what) => verify_sdn_id(what, v),
+        Fmt::SdnVnetId => verify_sdn_id("vnet", v),
+        Fmt::SdnSubnetId => {
+            let cidr = if v.contains('/') {
+                v.to_string()
+            } else {
+                // Perl's `my ($zone, $ip, $mask) = split(/-/, $id)`
+                let mut parts = v.split('-');
+                let _zone = parts.next();
+                let ip = parts.next().unwrap_or("");
+                let mask = parts.next().unwrap_or("");
+                format!("{ip}/{mask}")
+            };
+            (cidr_ok(&cidr, is_ipv4, 32) || cidr_ok(&cidr, is_ipv6, 128))
+                .then_some(())
+                .ok_or_else(|| "value does not look like a valid CIDR network\n".into())
+        }
+        Fmt::Ip => (is_ipv4(v) || is_ipv6(v))
+            .then_some(())
+            .ok_or_else(|| "value does not look like a valid IP address\n".into()),
+        Fmt::IpList => split_list(v)
+            .iter()
+            .try_for_each(|ip| check_format(Fmt::Ip, ip)),
+        Fmt::DnsName => is_dns_name(v)
+            .then_some(())
+            .ok_or_else(|| "value does not look like a valid DNS name\n".into()),
+        Fmt::MacAddr => is_unicast_mac(v)
+            .then_some(())
+            .ok_or_else(|| "value does not look like a valid unicast MAC address\n".into()),
+        Fmt::BgpRtList => split_list(v).iter().try_for_each(|rt| {
+            let ok = rt.split_once(':').is_some_and(|(a, b)| {
+                let num = |s: &str| {
+                    !s.is_empty()
+                        && s.bytes().all(|c| c.is_ascii_digit())
+                        && s.parse::<u64>().is_ok_and(|n| n <= 4_294_967_295)
+                };
+                num(a) && num(b)
+            });
+            ok.then_some(())
+                .ok_or_else(|| "value does not look like a valid bgp route-target\n".into())
+        }),
+        Fmt::ConfigIdListStrict => split_list(v).iter().try_for_each(|id| {
+            let b = id.as_bytes();
+            let ok = b.len() >= 2
+                && b[0].is_ascii_alphabetic()
+                && b[1..]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
+            ok.then_some(())
+                .ok_or_else(|| format!("invalid configuration ID '{id}'\n"))
+        }),
     }
+}
+
+/// `pve-sdn-zone-id` and friends: `^[a-z][a-z0-9]*[a-z0-9]$` (case-insensitive),
+/// at most 8 characters.
+fn verify_sdn_id(what: &str, id: &str) -> Result<(), String> {
+    let b = id.as_bytes();
+    let ok = b.len() >= 2
+        && b[0].is_ascii_alphabetic()
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(format!("{what} ID '{id}' contains illegal characters\n"));
+    }
+    if id.chars().count() > 8 {
+        return Err(format!(
+            "{what} ID '{id}' can't be more length than 8 characters\n"
+        ));
+    }
+    Ok(())
+}
+
+/// PVE's `dns-name`: dot-separated labels of letters, digits and inner dashes.
+pub(crate) fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
+/// PVE's `mac-addr`: six hex pairs, the I/G bit not set.
+fn is_unicast_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_hexdigit()))
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
 /// `pve-iface`: `^[a-z][a-z0-9_]{1,20}([:.]\d+)?$` (case-insensitive).
