@@ -111,6 +111,8 @@ pub struct RustOptions {
     pub divergences: Vec<String>,
     /// Configure it, but start nothing (connections are refused).
     pub down: bool,
+    /// `[backends.rust] timeout_ms`.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A running system: CA, Perl simulator, gateway.
@@ -197,8 +199,11 @@ impl Rig {
                 (
                     sim,
                     format!(
-                        "[backends.rust]\nurl = \"{url}\"\nca = \"{}\"\n",
-                        ca_path.display()
+                        "[backends.rust]\nurl = \"{url}\"\nca = \"{}\"\n{}",
+                        ca_path.display(),
+                        r.timeout_ms
+                            .map(|t| format!("timeout_ms = {t}\n"))
+                            .unwrap_or_default()
                     ),
                 )
             }
