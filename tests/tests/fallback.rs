@@ -145,7 +145,7 @@ async fn secrets_never_reach_disk() {
         "shadow",
         RustOptions {
             divergences: vec!["rename-bridge-ports".into()],
-            down: false,
+            ..RustOptions::default()
         },
         "[evidence]\nstore_bodies = \"on-mismatch\"\n",
     )
