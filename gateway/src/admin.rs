@@ -270,6 +270,44 @@ async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// A client call to the admin socket (what `migration-ctl` and the demo use).
+///
+/// # Errors
+/// When the socket cannot be reached or the connection breaks (for a peer
+/// that is not allowed, the gateway closes the connection without an answer).
+pub async fn call(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(StatusCode, Bytes)> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body::full(bytes))
+        .map_err(std::io::Error::other)?;
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    Ok((status, body))
+}
+
 /// The metrics in the text format Prometheus scrapes.
 pub fn metrics_response(metrics: &crate::metrics::Metrics) -> Response<Body> {
     let mut r = Response::new(body::full(Bytes::from(metrics.encode())));

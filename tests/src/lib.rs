@@ -66,27 +66,17 @@ pub async fn admin(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (StatusCode, serde_json::Value) {
-    within("admin call", async {
-        let stream = tokio::net::UnixStream::connect(sock)
-            .await
-            .expect("admin socket");
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
-                .await
-                .expect("admin handshake");
-        tokio::spawn(conn);
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost")
-            .body(pve_network_migration::body::full(bytes))
-            .expect("request");
-        let resp = read(send.send_request(req).await.expect("admin response")).await;
-        let json = serde_json::from_slice(&resp.body).unwrap_or(serde_json::Value::Null);
-        (resp.status, json)
-    })
+    let method: http::Method = method.parse().expect("method");
+    let (status, bytes) = within(
+        "admin call",
+        pve_network_migration::admin::call(sock, method, path, body.as_ref()),
+    )
     .await
+    .expect("admin socket");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// Options for [`Rig::start_with`].

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use pve_network_migration::config::DEFAULT_ADMIN_SOCKET;
 use serde_json::{Value, json};
 
@@ -107,34 +105,19 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Bytes, CallError> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
-        CallError::Unreachable(format!("cannot connect to {}: {e}", socket.display()))
-    })?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (status, body) = pve_network_migration::admin::call(socket, method, path, body.as_ref())
         .await
-        .map_err(|e| CallError::Unreachable(format!("{}: {e}", socket.display())))?;
-    tokio::spawn(conn);
-    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(bytes))
-        .expect("valid request");
-    let resp = send.send_request(req).await.map_err(|e| {
-        CallError::Unreachable(format!(
-            "{}: the gateway closed the connection ({e}); is this user root?",
-            socket.display()
-        ))
-    })?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| CallError::Unreachable(e.to_string()))?
-        .to_bytes();
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::PermissionDenied => {
+                CallError::Unreachable(format!("cannot connect to {}: {e}", socket.display()))
+            }
+            _ => CallError::Unreachable(format!(
+                "{}: the gateway closed the connection ({e}); is this user root?",
+                socket.display()
+            )),
+        })?;
     if !status.is_success() {
         let msg = serde_json::from_slice::<Value>(&body)
             .ok()
