@@ -10,6 +10,7 @@ pub mod admin;
 pub mod body;
 pub mod client;
 pub mod config;
+pub mod contract;
 pub mod control;
 pub mod demo;
 pub mod engine;
