@@ -20,7 +20,7 @@ async fn rig_in_phase(divergences: &[&str], phase: &str) -> Rig {
         phase: Some(phase.into()),
         rust: Some(RustOptions {
             divergences: divergences.iter().map(|d| d.to_string()).collect(),
-            down: false,
+            ..RustOptions::default()
         }),
         ..RigOptions::default()
     })

@@ -100,7 +100,7 @@ enum CallError {
 }
 
 async fn call(
-    socket: &PathBuf,
+    socket: &std::path::Path,
     method: Method,
     path: &str,
     body: Option<Value>,
