@@ -184,6 +184,7 @@ struct RawBackend {
 #[serde(deny_unknown_fields)]
 struct RawNode {
     phase: Option<String>,
+    listen: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -552,16 +553,41 @@ impl<'a> Validator<'a> {
             if !valid_node_name(name) {
                 return Err(self.invalid(&format!("nodes.{name}"), "not a valid Proxmox node name"));
             }
-            let Some(p) = &n.phase else {
-                return Err(self.invalid(
-                    &key,
-                    "missing (a [nodes.NAME] section sets the node's phase)",
-                ));
-            };
-            node_phases.insert(name.clone(), self.phase(&key, p)?);
+            match &n.phase {
+                Some(p) => {
+                    node_phases.insert(name.clone(), self.phase(&key, p)?);
+                }
+                None if n.listen.is_some() => {}
+                None => {
+                    return Err(self.invalid(
+                        &key,
+                        "missing (a [nodes.NAME] section sets the node's phase and/or its listen addresses)",
+                    ));
+                }
+            }
         }
 
-        let listen = self.listen(&raw.listen)?;
+        // The shared cluster file names each node's own addresses in its
+        // section; `[listen] addresses` (or --listen) wins when given.
+        let mut raw_listen_key = "listen.addresses".to_owned();
+        if raw.listen.addresses.is_none()
+            && let Some(own) = raw.nodes.get(&node).and_then(|n| n.listen.clone())
+        {
+            raw.listen.addresses = Some(own);
+            raw_listen_key = format!("nodes.{node}.listen");
+        }
+        let listen = self.listen(&raw.listen).map_err(|e| match e {
+            ConfigError::Invalid {
+                origin,
+                key,
+                message,
+            } if key == "listen.addresses" => ConfigError::Invalid {
+                origin,
+                key: raw_listen_key.clone(),
+                message,
+            },
+            other => other,
+        })?;
 
         if raw.backends.perl.url.is_some() {
             return Err(self.invalid(
@@ -1069,6 +1095,21 @@ phase = "rust-read-only"
             let err = parse(&format!("{GOOD}\n{bad}\n")).unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn per_node_listen_addresses_in_the_shared_file() {
+        let text = "node = \"pve2\"\n[nodes.pve1]\nlisten = [\"192.0.2.11:8006\"]\n[nodes.pve2]\nphase = \"shadow\"\nlisten = [\"192.0.2.12:8006\"]\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.listen.addresses, vec!["192.0.2.12:8006".parse().unwrap()]);
+        let err = parse(&text.replace("192.0.2.12:8006", "pve2:8006"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nodes.pve2.listen"), "{err}");
+        let err = parse("node = \"pve3\"\n[nodes.pve1]\nlisten = [\"192.0.2.11:8006\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen.addresses: missing"), "{err}");
     }
 
     #[test]
