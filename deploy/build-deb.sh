@@ -19,7 +19,7 @@ for cmd in health phase trip evidence diagnostics; do
 done
 ./target/release/contract-test --help > "$help/contract-test.txt"
 
-cargo deb --no-build -p pve-network-migration
+cargo deb --no-build --strip -p pve-network-migration
 deb=$(ls -t target/debian/pve-network-migration_*.deb | head -n 1)
 
 # The package must hold what an operator installs.
