@@ -59,9 +59,6 @@ pub enum StartError {
     /// The trip state cannot be read.
     #[error("{0}")]
     Trip(#[from] crate::engine::trip::TripError),
-    /// The admin socket cannot be opened.
-    #[error("{0}")]
-    Admin(#[from] crate::admin::AdminError),
     /// The metrics listener cannot be bound.
     #[error("telemetry.metrics_listen {addr}: {source}")]
     Metrics {
@@ -190,7 +187,12 @@ impl Gateway {
             certs.clone(),
         ));
         let (shutdown, _) = watch::channel(false);
-        crate::admin::start(&config.admin_socket, control.clone(), shutdown.subscribe()).await?;
+        // The node's API matters more than the operator's socket: a gateway
+        // whose admin socket cannot be bound (another instance holds it) still
+        // serves, and says so loudly.
+        if let Err(e) = crate::admin::start(&config.admin_socket, control.clone(), shutdown.subscribe()).await {
+            tracing::error!(error = %e, "admin socket unavailable: migration-ctl cannot reach this gateway");
+        }
         let metrics_addr = match config.telemetry.metrics_listen {
             Some(addr) => {
                 Some(start_metrics_listener(addr, engine.clone(), shutdown.subscribe()).await?)
