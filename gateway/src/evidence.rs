@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -153,10 +153,57 @@ enum Item {
     Reopen,
 }
 
+/// Items waiting for the writer thread. Producers append under a short lock
+/// and wake the writer only for a full batch or an urgent item; otherwise the
+/// writer drains every [`WRITER_TICK`]. (One wake-up per request would cost
+/// more than the writing itself on a busy node.)
+#[derive(Debug)]
+struct Queue {
+    items: Mutex<Vec<Item>>,
+    wake: Condvar,
+    capacity: usize,
+}
+
+/// Items after which producers wake the writer at once.
+const BATCH: usize = 256;
+/// The writer drains the queue at least this often.
+const WRITER_TICK: Duration = Duration::from_millis(100);
+
+impl Queue {
+    /// Appends; `false` when full (unless `always`).
+    fn push(&self, item: Item, always: bool) -> bool {
+        let urgent = matches!(item, Item::Flush(_) | Item::Reopen);
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if !always && items.len() >= self.capacity {
+            return false;
+        }
+        items.push(item);
+        let n = items.len();
+        drop(items);
+        if urgent || n == BATCH {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Waits up to [`WRITER_TICK`] for items and takes them all.
+    fn take(&self) -> Vec<Item> {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.is_empty() {
+            items = self
+                .wake
+                .wait_timeout(items, WRITER_TICK)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        std::mem::take(&mut *items)
+    }
+}
+
 /// The writer's front: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    tx: SyncSender<Item>,
+    queue: Arc<Queue>,
     metrics: Arc<Metrics>,
 }
 
@@ -209,58 +256,48 @@ impl Recorder {
             migration_log.to_owned(),
             BufWriter::new(log),
         )?;
-        let (tx, rx) = sync_channel(config.queue);
+        let queue = Arc::new(Queue {
+            items: Mutex::new(Vec::with_capacity(BATCH)),
+            wake: Condvar::new(),
+            capacity: config.queue,
+        });
+        let q = queue.clone();
         std::thread::Builder::new()
             .name("evidence-writer".into())
-            .spawn(move || writer.run(&rx))
+            .spawn(move || writer.run(&q))
             .map_err(err(&config.dir))?;
-        Ok(Recorder { tx, metrics })
+        Ok(Recorder { queue, metrics })
     }
 
     /// Queues an evidence record; drops and counts it when the queue is full.
     pub fn evidence(&self, record: EvidenceRecord) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(Item::Evidence(Box::new(record)))
-        {
+        if !self.queue.push(Item::Evidence(Box::new(record)), false) {
             self.metrics.evidence_dropped.inc();
         }
     }
 
-    /// Queues a routine `migration.log` line (dropped when the queue is full).
+    /// Queues a routine `migration.log` line (dropped and counted when the queue is full).
     pub fn log(&self, line: String) {
-        if self.tx.try_send(Item::Log(line)).is_err() {
+        if !self.queue.push(Item::Log(line), false) {
             self.metrics.evidence_dropped.inc();
         }
     }
 
-    /// Queues a line that must not be lost (fallbacks, trips): when the queue
-    /// is full it is handed over from a blocking task instead of the request.
+    /// Queues a line that must not be lost (fallbacks, trips), even beyond the
+    /// queue's capacity (they are rare).
     pub fn log_always(&self, line: String) {
-        match self.tx.try_send(Item::Log(line)) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(item)) => {
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let _ = tx.send(item);
-                });
-            }
-        }
+        self.queue.push(Item::Log(line), true);
     }
 
     /// Reopens `migration.log` (SIGHUP after logrotate).
     pub fn reopen_log(&self) {
-        let tx = self.tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = tx.send(Item::Reopen);
-        });
+        self.queue.push(Item::Reopen, true);
     }
 
     /// Waits until everything queued so far is written and fsync'd.
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
-        let tx = self.tx.clone();
-        // `send` blocks while the queue is full; keep that off the runtime.
-        let _ = tokio::task::spawn_blocking(move || tx.send(Item::Flush(done))).await;
+        self.queue.push(Item::Flush(done), true);
         let _ = wait.await;
     }
 }
@@ -333,45 +370,48 @@ impl Writer {
         })
     }
 
-    fn run(&mut self, rx: &Receiver<Item>) {
+    fn run(&mut self, queue: &Arc<Queue>) {
         let mut last_sync = Instant::now();
         loop {
-            let wait = Duration::from_secs(1).saturating_sub(last_sync.elapsed());
-            match rx.recv_timeout(wait) {
-                Ok(Item::Evidence(r)) => self.write_evidence(*r),
-                Ok(Item::Log(line)) => {
-                    if let Err(e) = self.log.write_all(line.as_bytes()) {
-                        tracing::error!(error = %e, "writing migration.log failed");
+            for item in queue.take() {
+                match item {
+                    Item::Evidence(r) => self.write_evidence(*r),
+                    Item::Log(line) => {
+                        if let Err(e) = self.log.write_all(line.as_bytes()) {
+                            tracing::error!(error = %e, "writing migration.log failed");
+                        }
+                        self.dirty = true;
                     }
-                    self.dirty = true;
-                }
-                Ok(Item::Reopen) => {
-                    self.sync();
-                    match OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.log_path)
-                    {
-                        Ok(f) => self.log = BufWriter::new(f),
-                        Err(e) => {
-                            tracing::error!(error = %e, file = %self.log_path.display(), "cannot reopen migration.log")
+                    Item::Reopen => {
+                        self.sync();
+                        match OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&self.log_path)
+                        {
+                            Ok(f) => self.log = BufWriter::new(f),
+                            Err(e) => {
+                                tracing::error!(error = %e, file = %self.log_path.display(), "cannot reopen migration.log")
+                            }
                         }
                     }
-                }
-                Ok(Item::Flush(done)) => {
-                    self.sync();
-                    last_sync = Instant::now();
-                    let _ = done.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.sync();
-                    return;
+                    Item::Flush(done) => {
+                        self.sync();
+                        last_sync = Instant::now();
+                        let _ = done.send(());
+                    }
                 }
             }
             if last_sync.elapsed() >= Duration::from_secs(1) {
                 self.sync();
                 last_sync = Instant::now();
+            }
+            // Every Recorder is gone: write what is left and stop.
+            if Arc::strong_count(queue) == 1
+                && queue.items.lock().map(|i| i.is_empty()).unwrap_or(true)
+            {
+                self.sync();
+                return;
             }
         }
     }

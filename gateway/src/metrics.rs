@@ -24,15 +24,15 @@ pub struct BackendLabels {
     pub backend: String,
 }
 
-/// `{route_class,served_by,status}`.
+/// `{route_class,served_by,status}` (counted on every request: no allocation).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `passthrough`, `read`, `write` or `apply`.
-    pub route_class: String,
-    /// `perl`, `rust` or `gateway` (answered by the gateway itself).
-    pub served_by: String,
+    pub route_class: &'static str,
+    /// `perl`, `rust` or `none`.
+    pub served_by: &'static str,
     /// HTTP status code.
-    pub status: String,
+    pub status: u16,
 }
 
 /// `{endpoint,verdict}`.

@@ -190,7 +190,9 @@ impl Gateway {
         // The node's API matters more than the operator's socket: a gateway
         // whose admin socket cannot be bound (another instance holds it) still
         // serves, and says so loudly.
-        if let Err(e) = crate::admin::start(&config.admin_socket, control.clone(), shutdown.subscribe()).await {
+        if let Err(e) =
+            crate::admin::start(&config.admin_socket, control.clone(), shutdown.subscribe()).await
+        {
             tracing::error!(error = %e, "admin socket unavailable: migration-ctl cannot reach this gateway");
         }
         let metrics_addr = match config.telemetry.metrics_listen {

@@ -19,6 +19,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -77,11 +78,14 @@ pub struct TelemetryError(String);
 pub fn init(config: &TelemetryConfig, level: &str) -> Result<Telemetry, TelemetryError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Per-layer filters: the request spans are DEBUG, so without an OTLP
+    // endpoint nobody is interested in them and they cost next to nothing.
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
     let Some(endpoint) = &config.otlp_endpoint else {
-        tracing_subscriber::registry().with(filter).with(fmt).init();
+        tracing_subscriber::registry().with(fmt).init();
         return Ok(Telemetry { provider: None });
     };
     let http = OtlpHttp {
@@ -104,10 +108,15 @@ pub fn init(config: &TelemetryConfig, level: &str) -> Result<Telemetry, Telemetr
         )
         .build();
     let tracer = provider.tracer("pve-network-migration");
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_target("pve_network_migration", tracing::Level::DEBUG);
     tracing_subscriber::registry()
-        .with(filter)
         .with(fmt)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(spans),
+        )
         .init();
     Ok(Telemetry {
         provider: Some(provider),

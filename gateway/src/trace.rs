@@ -12,19 +12,42 @@ pub struct TraceContext {
     pub parent_span: Option<String>,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // A failing system RNG is not worth failing a request over: fall back to time.
-    if aws_lc_rs::rand::fill(&mut buf).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(1);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8);
+thread_local! {
+    /// SplitMix64 state, seeded once per thread from the system RNG: trace
+    /// ids must be unique and unpredictable enough, not secret, and a system
+    /// RNG call per request shows up in profiles.
+    static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+        let mut seed = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut seed).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            seed = t.to_le_bytes();
         }
+        u64::from_le_bytes(seed) | 1
+    });
+}
+
+fn next_u64() -> u64 {
+    STATE.with(|s| {
+        let x = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+fn random_hex(bytes: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes * 2);
+    for _ in 0..bytes.div_ceil(8) {
+        let _ = write!(out, "{:016x}", next_u64());
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    out.truncate(bytes * 2);
+    out
 }
 
 fn is_hex(s: &str, len: usize) -> bool {

@@ -123,6 +123,43 @@ pub struct Engine {
     sample_state: AtomicU64,
     recorded: tokio::sync::Notify,
     recent: Recent,
+    compare_cache: CompareCache,
+}
+
+/// A finished comparison, with its evidence renderings.
+#[derive(Debug)]
+struct Compared {
+    cmp: Comparison,
+    verdict: String,
+    patch: Option<serde_json::Value>,
+    type_only: Vec<serde_json::Value>,
+}
+
+/// Recent comparisons by their complete inputs (endpoint, statuses, reasons,
+/// compared headers, body digests). Bounded; cleared when full.
+#[derive(Debug, Default)]
+struct CompareCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, Arc<Compared>>>,
+}
+
+const COMPARE_CACHE_ENTRIES: usize = 512;
+
+impl CompareCache {
+    fn get(&self, key: &str) -> Option<Arc<Compared>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: String, value: Arc<Compared>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= COMPARE_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
 }
 
 /// The rules and the backends; swapped as a whole by a configuration reload,
@@ -213,12 +250,12 @@ impl Answer {
         }
     }
 
-    fn side(&self, dry_run: bool) -> SideRecord {
+    fn side(&self, dry_run: bool, body_sha256: String) -> SideRecord {
         SideRecord {
             status: self.status.as_u16(),
             reason: self.reason_str(),
             latency_ms: self.latency.as_secs_f64() * 1000.0,
-            body_sha256: sha256_hex(&self.body),
+            body_sha256,
             dry_run,
         }
     }
@@ -334,6 +371,7 @@ impl Engine {
             sample_state: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
             recorded: tokio::sync::Notify::new(),
             recent: Recent::default(),
+            compare_cache: CompareCache::default(),
         };
         engine.publish_phase();
         Ok(engine)
@@ -377,6 +415,12 @@ impl Engine {
     /// finish with the set they started with.
     pub fn set_routing(&self, routing: Routing) {
         self.routing.store(Arc::new(routing));
+        // New rules: earlier verdicts no longer hold.
+        self.compare_cache
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// This gateway's node name.
@@ -437,7 +481,7 @@ impl Engine {
         client: &ClientInfo,
     ) -> Response<Body> {
         let routing = self.routing.load_full();
-        let (span, trace) = server_span(&req, &self.node);
+        let span = server_span(&req, &self.node);
         let Some((endpoint, format)) = migrated_route(&routing.rules, &self.node, &req) else {
             let resp = proxy::forward(&routing.perl, req, client)
                 .instrument(span.clone())
@@ -462,6 +506,7 @@ impl Engine {
             .map_or("/", |p| p.as_str())
             .to_owned();
         span.record("migration.phase", phase.as_str());
+        let trace = TraceContext::from_header(req.headers().get("traceparent"));
         let ctx = Ctx {
             routing: routing.clone(),
             trace_id: trace_id_of(&span, &trace),
@@ -587,7 +632,7 @@ impl Engine {
             Ok(permit) => {
                 // Its own span in the request's trace, linked to the request:
                 // it outlives the response and must not stretch its span.
-                let span = tracing::info_span!(
+                let span = tracing::debug_span!(
                     parent: None,
                     "shadow",
                     "otel.kind" = "client",
@@ -1125,32 +1170,93 @@ impl Engine {
         let Some(endpoint) = ctx.routing.rules.endpoint(&ctx.endpoint) else {
             return Comparison::skipped(&ctx.endpoint, SkipReason::BackendError);
         };
-        let headers = |a: &Answer| -> Vec<(String, String)> {
-            a.headers
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect()
-        };
-        let (ph, rh) = (headers(perl), headers(rust));
-        let ph: Vec<(&str, &str)> = ph.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let rh: Vec<(&str, &str)> = rh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (perl_sha, rust_sha) = (sha256_hex(&perl.body), sha256_hex(&rust.body));
         let (pr, rr) = (perl.reason_str(), rust.reason_str());
-        let pe = Exchange::new(perl.status.as_u16(), &perl.body)
-            .with_reason(&pr)
-            .with_headers(&ph);
-        let re = Exchange::new(rust.status.as_u16(), &rust.body)
-            .with_reason(&rr)
-            .with_headers(&rh);
-        let compare_span = tracing::info_span!(
+        // The comparison is a pure function of these inputs: a node's
+        // configuration changes rarely, so most answers were seen before.
+        let key = {
+            let mut k = format!(
+                "{}\0{}\0{}\0{pr}\0{perl_sha}\0{}\0{rr}\0{rust_sha}",
+                ctx.endpoint,
+                ctx.format.as_str(),
+                perl.status,
+                rust.status
+            );
+            for name in endpoint.headers() {
+                for a in [perl, rust] {
+                    k.push('\0');
+                    k.push_str(
+                        a.headers
+                            .get(name.as_str())
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or(""),
+                    );
+                }
+            }
+            k
+        };
+        let compare_span = tracing::debug_span!(
             parent: &ctx.span,
             "compare",
             "contract.endpoint" = &*ctx.endpoint,
             "contract.kind" = kind,
             "contract.verdict" = tracing::field::Empty,
             "contract.fingerprint" = tracing::field::Empty,
+            "contract.cached" = tracing::field::Empty,
         );
-        let cmp = compare_span.in_scope(|| endpoint.compare(ctx.format, &pe, &re, None));
-        let verdict = verdict_name(cmp.verdict);
+        let cached = self.compare_cache.get(&key);
+        compare_span.record("contract.cached", cached.is_some());
+        let done = match cached {
+            Some(c) => c,
+            None => {
+                let headers = |a: &Answer| -> Vec<(String, String)> {
+                    a.headers
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+                        })
+                        .collect()
+                };
+                let (ph, rh) = (headers(perl), headers(rust));
+                let ph: Vec<(&str, &str)> =
+                    ph.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let rh: Vec<(&str, &str)> =
+                    rh.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let pe = Exchange::new(perl.status.as_u16(), &perl.body)
+                    .with_reason(&pr)
+                    .with_headers(&ph);
+                let re = Exchange::new(rust.status.as_u16(), &rust.body)
+                    .with_reason(&rr)
+                    .with_headers(&rh);
+                let cmp = compare_span.in_scope(|| endpoint.compare(ctx.format, &pe, &re, None));
+                let mut patch = serde_json::to_value(&cmp.patch).ok();
+                if let Some(p) = &mut patch {
+                    crate::redact::json(p);
+                }
+                // A large list can have thousands of type-only hits; the record
+                // keeps the first ones (the fingerprint identifies the whole set).
+                let type_only = cmp
+                    .type_only
+                    .iter()
+                    .take(MAX_TYPE_ONLY_IN_RECORD)
+                    .filter_map(|h| serde_json::to_value(h).ok())
+                    .map(|mut v| {
+                        crate::redact::json(&mut v);
+                        v
+                    })
+                    .collect();
+                let done = Arc::new(Compared {
+                    verdict: verdict_name(cmp.verdict),
+                    cmp,
+                    patch,
+                    type_only,
+                });
+                self.compare_cache.put(key, done.clone());
+                done
+            }
+        };
+        let cmp = done.cmp.clone();
+        let verdict = done.verdict.clone();
         compare_span.record("contract.verdict", verdict.as_str());
         compare_span.record("contract.fingerprint", cmp.fingerprint.as_str());
         self.metrics
@@ -1170,22 +1276,8 @@ impl Engine {
                 perl: crate::redact::body(&perl.body, Some("application/json")),
                 rust: crate::redact::body(&rust.body, Some("application/json")),
             });
-        let mut patch = serde_json::to_value(&cmp.patch).ok();
-        if let Some(p) = &mut patch {
-            crate::redact::json(p);
-        }
-        // A large list can have thousands of type-only hits; the record keeps
-        // the first ones (the fingerprint already identifies the whole set).
-        let type_only = cmp
-            .type_only
-            .iter()
-            .take(MAX_TYPE_ONLY_IN_RECORD)
-            .filter_map(|h| serde_json::to_value(h).ok())
-            .map(|mut v| {
-                crate::redact::json(&mut v);
-                v
-            })
-            .collect();
+        let patch = done.patch.clone();
+        let type_only = done.type_only.clone();
         self.recorder.evidence(EvidenceRecord {
             time: crate::evidence::now_rfc3339(),
             trace_id: ctx.trace_id.clone(),
@@ -1198,8 +1290,8 @@ impl Engine {
             served_by: served_by.to_owned(),
             used_fallback,
             fallback_reason: fallback_reason.map(str::to_owned),
-            perl: Some(perl.side(false)),
-            rust: Some(rust.side(rust_dry_run)),
+            perl: Some(perl.side(false, perl_sha)),
+            rust: Some(rust.side(rust_dry_run, rust_sha)),
             verdict,
             critical: cmp.critical.map(|c| c.as_str().to_owned()),
             patch,
@@ -1303,7 +1395,7 @@ impl Engine {
         &self,
         ctx: &Ctx,
         settings: &EngineSettings,
-        served_by: &str,
+        served_by: &'static str,
         status: StatusCode,
         used_fallback: bool,
         why: Option<&str>,
@@ -1347,13 +1439,18 @@ impl Engine {
         self.recorded.notify_waiters();
     }
 
-    fn count_request(&self, route_class: &str, served_by: &str, status: StatusCode) {
+    fn count_request(
+        &self,
+        route_class: &'static str,
+        served_by: &'static str,
+        status: StatusCode,
+    ) {
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
-                route_class: route_class.to_owned(),
-                served_by: served_by.to_owned(),
-                status: status.as_str().to_owned(),
+                route_class,
+                served_by,
+                status: status.as_u16(),
             })
             .inc();
     }
@@ -1380,9 +1477,8 @@ impl Engine {
 }
 
 /// The server span of a request, continuing the caller's trace (`traceparent`).
-fn server_span(req: &Request<Incoming>, node: &str) -> (tracing::Span, TraceContext) {
-    let trace = TraceContext::from_header(req.headers().get("traceparent"));
-    let span = tracing::info_span!(
+fn server_span(req: &Request<Incoming>, node: &str) -> tracing::Span {
+    let span = tracing::debug_span!(
         "request",
         "otel.kind" = "server",
         "otel.name" = tracing::field::Empty,
@@ -1396,18 +1492,22 @@ fn server_span(req: &Request<Incoming>, node: &str) -> (tracing::Span, TraceCont
         "migration.reason" = tracing::field::Empty,
         "contract.verdict" = tracing::field::Empty,
     );
+    if span.is_disabled() {
+        return span;
+    }
+    let trace = TraceContext::from_header(req.headers().get("traceparent"));
     if let Some(parent) = &trace.parent_span
         && let (Ok(t), Ok(s)) = (TraceId::from_hex(&trace.trace_id), SpanId::from_hex(parent))
     {
         let remote = SpanContext::new(t, s, TraceFlags::SAMPLED, true, TraceState::default());
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
-    (span, trace)
+    span
 }
 
 /// A client span for one backend call, child of the request's span.
 fn client_span(ctx: &Ctx, backend: &'static str) -> tracing::Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         parent: &ctx.span,
         "backend",
         "otel.kind" = "client",
