@@ -721,13 +721,16 @@ pub fn is_mismatch(verdict: &str) -> bool {
     verdict == "mismatch" || verdict == "critical"
 }
 
-/// Hex SHA-256.
+/// Hex SHA-256 (lower case).
 pub fn sha256_hex(data: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// The result of one comparison.

@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use pve_network_migration::config::{Config, DEFAULT_CONFIG, Overrides};
 use pve_network_migration::server::Gateway;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pve-network-migration",

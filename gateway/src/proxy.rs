@@ -30,9 +30,23 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// The gateway address it connected to.
     pub local: SocketAddr,
+    /// `X-Forwarded-For` for this client, rendered once per connection.
+    forwarded_for: HeaderValue,
 }
 
 impl ClientInfo {
+    /// The facts of one accepted connection.
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
+        let mut info = Self {
+            peer,
+            local,
+            forwarded_for: HeaderValue::from_static(""),
+        };
+        info.forwarded_for =
+            HeaderValue::from_str(&info.ip().to_string()).expect("an IP is a valid header value");
+        info
+    }
+
     /// The client IP as pveproxy should log it (IPv4-mapped IPv6 as IPv4).
     pub fn ip(&self) -> IpAddr {
         match self.peer.ip() {
@@ -47,6 +61,19 @@ impl ClientInfo {
 
 /// Removes hop-by-hop headers: those named in `Connection` and the fixed set.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    const FIXED: [&HeaderName; 6] = [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ];
+    // Most messages carry none of them: one pass over the names is cheaper
+    // than six hashed removals.
+    if !headers.keys().any(|k| FIXED.contains(&k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -57,14 +84,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
+    for name in FIXED {
         headers.remove(name);
     }
 }
@@ -99,11 +119,6 @@ pub(crate) fn upstream_head(
     parts: &http::request::Parts,
     client: &ClientInfo,
 ) -> http::request::Builder {
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(&DRY_RUN_HEADER);
@@ -113,14 +128,11 @@ pub(crate) fn upstream_head(
     {
         headers.insert(header::HOST, v);
     }
-    headers.insert(
-        X_FORWARDED_FOR.clone(),
-        HeaderValue::from_str(&client.ip().to_string()).expect("an IP is a valid header value"),
-    );
+    headers.insert(X_FORWARDED_FOR.clone(), client.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     let mut builder = Request::builder()
         .method(parts.method.clone())
-        .uri(upstream.uri_for(path))
+        .uri(upstream.uri_with(parts.uri.path_and_query()))
         .version(Version::HTTP_11);
     if let Some(h) = builder.headers_mut() {
         *h = headers;

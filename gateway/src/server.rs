@@ -370,7 +370,7 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_connection(
             tcp,
-            ClientInfo { peer, local },
+            ClientInfo::new(peer, local),
             shared.clone(),
             shutdown.clone(),
             permit,

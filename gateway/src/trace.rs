@@ -41,12 +41,18 @@ fn next_u64() -> u64 {
 }
 
 fn random_hex(bytes: usize) -> String {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes * 2);
-    for _ in 0..bytes.div_ceil(8) {
-        let _ = write!(out, "{:016x}", next_u64());
+    while out.len() < bytes * 2 {
+        let mut v = next_u64();
+        for _ in 0..16 {
+            if out.len() == bytes * 2 {
+                break;
+            }
+            out.push(char::from(HEX[(v & 0xf) as usize]));
+            v >>= 4;
+        }
     }
-    out.truncate(bytes * 2);
     out
 }
 
@@ -81,8 +87,13 @@ impl TraceContext {
 
     /// A `traceparent` for a backend call: this trace, a new span id, sampled.
     pub fn child_header(&self) -> HeaderValue {
-        HeaderValue::from_str(&format!("00-{}-{}-01", self.trace_id, random_hex(8)))
-            .expect("hex is a valid header value")
+        let mut v = String::with_capacity(55);
+        v.push_str("00-");
+        v.push_str(&self.trace_id);
+        v.push('-');
+        v.push_str(&random_hex(8));
+        v.push_str("-01");
+        HeaderValue::from_str(&v).expect("hex is a valid header value")
     }
 }
 

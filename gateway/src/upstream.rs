@@ -219,6 +219,7 @@ impl tower_service::Service<Uri> for Connector {
 pub struct Upstream {
     backend: Backend,
     scheme_authority: Arc<str>,
+    authority: http::uri::Authority,
     addr: Arc<str>,
     client: Client<Connector, Body>,
 }
@@ -293,6 +294,7 @@ impl Upstream {
         Ok(Self {
             backend,
             scheme_authority: format!("https://{authority}").into(),
+            authority: authority.clone(),
             addr,
             client,
         })
@@ -317,6 +319,20 @@ impl Upstream {
                 .parse()
                 .expect("scheme and authority were validated")
         })
+    }
+
+    /// The absolute URI for a client request's path and query, without
+    /// re-parsing them (the per-request form of [`Upstream::uri_for`]).
+    pub(crate) fn uri_with(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(parts).unwrap_or_else(|_| self.uri_for("/"))
     }
 
     /// Sends a request (URI already absolute, see [`Upstream::uri_for`]).

@@ -85,6 +85,7 @@ fn state_json(st: &SimState) -> Value {
         "seed": st.config.seed,
         "hits": {
             "latency": n(&hits.latency),
+            "delay": n(&hits.delay),
             "error-rate": n(&hits.error_rate),
             "reset-before-head": n(&hits.reset_before_head),
             "reset-after-head": n(&hits.reset_after_head),

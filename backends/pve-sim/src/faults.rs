@@ -12,6 +12,7 @@
 //! | kind | what the client sees |
 //! |---|---|
 //! | `latency=MS[+JITTER]` | the answer, `MS` (plus up to `JITTER`) milliseconds late; the request is carried out first |
+//! | `delay=MS` | the request waits `MS` milliseconds before it is carried out (pveproxy handing a write to a busy pvedaemon worker) |
 //! | `error-rate=P` | with probability `P`, `500 Internal Server Error` in pveproxy's format; nothing is carried out |
 //! | `reset-before-head` | the request is read and carried out, then the TCP connection is reset without a byte of answer |
 //! | `reset-after-head` | status line, headers and half the body, then a reset |
@@ -43,6 +44,11 @@ pub enum FaultKind {
         /// Upper bound of the added random delay in milliseconds.
         jitter_ms: u64,
     },
+    /// Hold every request back by `ms` before carrying it out.
+    Delay {
+        /// Delay in milliseconds.
+        ms: u64,
+    },
     /// Answer `500` instead of handling the request with this probability
     /// (`0.0..=1.0`).
     ErrorRate(f64),
@@ -61,8 +67,9 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind's name, as accepted by [`Fault::from_str`].
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "latency",
+        "delay",
         "error-rate",
         "reset-before-head",
         "reset-after-head",
@@ -75,6 +82,7 @@ impl FaultKind {
     pub fn name(&self) -> &'static str {
         match self {
             FaultKind::Latency { .. } => "latency",
+            FaultKind::Delay { .. } => "delay",
             FaultKind::ErrorRate(_) => "error-rate",
             FaultKind::ResetBeforeHead => "reset-before-head",
             FaultKind::ResetAfterHead => "reset-after-head",
@@ -89,6 +97,7 @@ impl FaultKind {
         match self {
             FaultKind::Latency { ms, jitter_ms: 0 } => Some(ms.to_string()),
             FaultKind::Latency { ms, jitter_ms } => Some(format!("{ms}+{jitter_ms}")),
+            FaultKind::Delay { ms } => Some(ms.to_string()),
             FaultKind::ErrorRate(p) => Some(p.to_string()),
             _ => None,
         }
@@ -237,6 +246,15 @@ impl FromStr for Fault {
                 };
                 FaultKind::Latency { ms, jitter_ms }
             }
+            "delay" => {
+                let v = value
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| err("delay needs a value: delay=MS"))?;
+                let ms = v.parse().map_err(|_| {
+                    err(format!("invalid delay '{v}': expected whole milliseconds"))
+                })?;
+                FaultKind::Delay { ms }
+            }
             "error-rate" => {
                 let v = value.filter(|v| !v.is_empty()).ok_or_else(|| {
                     err("error-rate needs a value: error-rate=P with 0 <= P <= 1")
@@ -353,6 +371,9 @@ pub(crate) enum Shape {
 /// What the active faults do to one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Plan {
+    /// Before the request is carried out.
+    pub(crate) delay: Option<Duration>,
+    /// After it was carried out, before the answer.
     pub(crate) latency: Option<Duration>,
     pub(crate) shape: Shape,
     pub(crate) auth_bypass: bool,
@@ -432,6 +453,9 @@ impl FaultState {
                         + Duration::from_millis(ms + jitter.min(jitter_ms));
                     plan.latency = Some(total);
                 }
+                FaultKind::Delay { ms } => {
+                    plan.delay = Some(plan.delay.unwrap_or_default() + Duration::from_millis(ms));
+                }
                 FaultKind::ErrorRate(p) => {
                     if p >= 1.0 || (p > 0.0 && self.draw() < p) {
                         set_shape(&mut plan, Shape::Error);
@@ -484,6 +508,18 @@ mod tests {
         assert!(Fault::parse("latency").is_err());
         assert!(Fault::parse("latency=fast").is_err());
         assert_eq!(
+            Fault::parse("delay=25").unwrap().kind,
+            FaultKind::Delay { ms: 25 }
+        );
+        assert_eq!(
+            Fault::parse("delay").unwrap_err().0,
+            "delay needs a value: delay=MS"
+        );
+        assert_eq!(
+            Fault::parse("delay=soon").unwrap_err().0,
+            "invalid delay 'soon': expected whole milliseconds"
+        );
+        assert_eq!(
             Fault::parse("refuse=1").unwrap_err().0,
             "fault 'refuse' takes no value"
         );
@@ -496,6 +532,7 @@ mod tests {
         for name in FaultKind::NAMES {
             let text = match name {
                 "latency" => "latency=5+1".to_string(),
+                "delay" => "delay=5".to_string(),
                 "error-rate" => "error-rate=0.5".to_string(),
                 n => n.to_string(),
             };

@@ -175,6 +175,8 @@ pub struct Stats {
 pub struct FaultHits {
     /// Answers held back by `latency`.
     pub latency: AtomicU64,
+    /// Requests held back by `delay` before they were carried out.
+    pub delay: AtomicU64,
     /// Requests answered `500` by `error-rate`.
     pub error_rate: AtomicU64,
     /// Connections reset by `reset-before-head`.
@@ -604,6 +606,10 @@ async fn serve(
     };
     let format = api_path(path).map_or(Format::Json, |(f, _)| f);
     let hits = &st.stats.fault_hits;
+    if let Some(delay) = plan.delay {
+        tokio::time::sleep(delay).await;
+        st.stats.hit(&hits.delay);
+    }
     let resp = if plan.shape == Shape::Error {
         st.stats.hit(&hits.error_rate);
         respond::failure(format, &ApiFailure::new(500, "Internal Server Error"))

@@ -94,6 +94,55 @@ async fn latency_holds_answers_back() {
 }
 
 #[tokio::test]
+async fn delay_holds_requests_back_before_carrying_them_out() {
+    let env = Env::new();
+    let sim = env
+        .start_with(Flavor::Rust, |c| {
+            c.faults = vec![fault("delay=3000").writes_only()]
+        })
+        .await;
+    let before = sim.stats().requests.load(Ordering::SeqCst);
+    let (client, addr) = (env.client.clone(), sim.addr());
+    let t = Instant::now();
+    let post = tokio::spawn(async move {
+        client
+            .send(
+                addr,
+                req("POST", NET).form(&[("iface", "vmbr5"), ("type", "bridge")]),
+            )
+            .await
+    });
+    wait_until(&sim, "the write arrived", |s| {
+        s.requests.load(Ordering::SeqCst) > before
+    })
+    .await;
+    // The write is held before it is carried out: a read (not delayed)
+    // still sees the state it started from.
+    let list = env
+        .client
+        .send(sim.addr(), req("GET", NET))
+        .await
+        .expect(200);
+    assert!(!list.text().contains("vmbr5"), "{}", list.text());
+    assert_eq!(sim.stats().writes.load(Ordering::SeqCst), 0);
+    assert_eq!(hits(&sim).delay.load(Ordering::SeqCst), 0);
+
+    post.await.expect("the POST task").expect(200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(3000),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(hits(&sim).delay.load(Ordering::SeqCst), 1);
+    let list = env
+        .client
+        .send(sim.addr(), req("GET", NET))
+        .await
+        .expect(200);
+    assert!(list.text().contains("vmbr5"));
+}
+
+#[tokio::test]
 async fn error_rate_answers_500_without_doing_anything() {
     let env = Env::new();
     let sim = env

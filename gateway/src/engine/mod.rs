@@ -51,6 +51,7 @@ pub use trip::{RustOutcome, TripController, TripRecord, TripState};
 
 use crate::body::{self, Body};
 use crate::config::{Config, ShadowConfig, StoreBodies};
+use crate::contract::{sha256_hex, verdict_name};
 use crate::error::GatewayError;
 use crate::evidence::{EvidenceRecord, Recorder, SideRecord, StoredBodies};
 use crate::logfmt::Line;
@@ -135,30 +136,64 @@ struct Compared {
     type_only: Vec<serde_json::Value>,
 }
 
-/// Recent comparisons by their complete inputs (endpoint, statuses, reasons,
-/// compared headers, body digests). Bounded; cleared when full.
+/// Recent comparisons by their complete inputs: endpoint, format, statuses,
+/// reasons and compared headers form the key; the bodies are compared byte
+/// for byte (cheaper than hashing them). A hit also carries the bodies'
+/// SHA-256, so an unchanged answer is hashed once, not per request.
+/// Bounded in entries and bytes; cleared when full.
 #[derive(Debug, Default)]
 struct CompareCache {
-    map: std::sync::Mutex<std::collections::HashMap<String, Arc<Compared>>>,
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    map: std::collections::HashMap<String, Vec<Arc<CachedCompare>>>,
+    entries: usize,
+    bytes: usize,
+}
+
+/// One memoised comparison.
+#[derive(Debug)]
+struct CachedCompare {
+    perl_body: Bytes,
+    rust_body: Bytes,
+    perl_sha: String,
+    rust_sha: String,
+    done: Arc<Compared>,
 }
 
 const COMPARE_CACHE_ENTRIES: usize = 512;
+/// Body bytes the cache may hold (copies of the two answers per entry).
+const COMPARE_CACHE_BYTES: usize = 64 << 20;
 
 impl CompareCache {
-    fn get(&self, key: &str) -> Option<Arc<Compared>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
+    fn get(&self, key: &str, perl: &[u8], rust: &[u8]) -> Option<Arc<CachedCompare>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .map
+            .get(key)?
+            .iter()
+            .find(|c| c.perl_body == perl && c.rust_body == rust)
             .cloned()
     }
 
-    fn put(&self, key: String, value: Arc<Compared>) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= COMPARE_CACHE_ENTRIES {
-            map.clear();
+    fn put(&self, key: String, value: Arc<CachedCompare>) {
+        let size = value.perl_body.len() + value.rust_body.len();
+        if size > COMPARE_CACHE_BYTES / 4 {
+            return;
         }
-        map.insert(key, value);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.entries >= COMPARE_CACHE_ENTRIES || inner.bytes + size > COMPARE_CACHE_BYTES {
+            *inner = CacheInner::default();
+        }
+        inner.entries += 1;
+        inner.bytes += size;
+        inner.map.entry(key).or_default().push(value);
+    }
+
+    fn clear(&self) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = CacheInner::default();
     }
 }
 
@@ -261,14 +296,6 @@ impl Answer {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A backend call that did not produce a complete answer.
 #[derive(Debug)]
 enum CallError {
@@ -298,14 +325,6 @@ struct Ctx {
     path: String,
     path_redacted: String,
     request_content_type: Option<String>,
-}
-
-fn verdict_name(v: Verdict) -> String {
-    match v {
-        Verdict::TypeOnly => "type-only".to_owned(),
-        Verdict::Skipped(r) => format!("skipped({})", r.as_str()),
-        other => other.as_str().to_owned(),
-    }
 }
 
 /// Reads a body up to `cap` bytes; beyond it, returns what was read and the rest.
@@ -416,11 +435,7 @@ impl Engine {
     pub fn set_routing(&self, routing: Routing) {
         self.routing.store(Arc::new(routing));
         // New rules: earlier verdicts no longer hold.
-        self.compare_cache
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.compare_cache.clear();
     }
 
     /// This gateway's node name.
@@ -742,7 +757,7 @@ impl Engine {
                         None,
                         &request_body,
                     );
-                    verdict_name(cmp.verdict)
+                    verdict_name(cmp)
                 }
                 (Err(reason), _) | (_, Err(reason)) => {
                     engine.skipped(&ctx, &settings, reason);
@@ -883,7 +898,7 @@ impl Engine {
                     None,
                     &body,
                 );
-                if cmp.verdict == Verdict::Critical {
+                if cmp == Verdict::Critical {
                     self.fallback(&ctx, reason::CRITICAL);
                     let resp = p.into_response();
                     self.decision(
@@ -906,7 +921,7 @@ impl Engine {
                     resp.status(),
                     false,
                     None,
-                    Some(&verdict_name(cmp.verdict)),
+                    Some(&verdict_name(cmp)),
                 );
                 resp
             }
@@ -1166,17 +1181,16 @@ impl Engine {
         used_fallback: bool,
         fallback_reason: Option<&str>,
         request_body: &Bytes,
-    ) -> Comparison {
+    ) -> Verdict {
         let Some(endpoint) = ctx.routing.rules.endpoint(&ctx.endpoint) else {
-            return Comparison::skipped(&ctx.endpoint, SkipReason::BackendError);
+            return Verdict::Skipped(SkipReason::BackendError);
         };
-        let (perl_sha, rust_sha) = (sha256_hex(&perl.body), sha256_hex(&rust.body));
         let (pr, rr) = (perl.reason_str(), rust.reason_str());
-        // The comparison is a pure function of these inputs: a node's
-        // configuration changes rarely, so most answers were seen before.
+        // The comparison is a pure function of these inputs and the bodies: a
+        // node's configuration changes rarely, so most answers were seen before.
         let key = {
             let mut k = format!(
-                "{}\0{}\0{}\0{pr}\0{perl_sha}\0{}\0{rr}\0{rust_sha}",
+                "{}\0{}\0{}\0{pr}\0{}\0{rr}",
                 ctx.endpoint,
                 ctx.format.as_str(),
                 perl.status,
@@ -1204,9 +1218,9 @@ impl Engine {
             "contract.fingerprint" = tracing::field::Empty,
             "contract.cached" = tracing::field::Empty,
         );
-        let cached = self.compare_cache.get(&key);
+        let cached = self.compare_cache.get(&key, &perl.body, &rust.body);
         compare_span.record("contract.cached", cached.is_some());
-        let done = match cached {
+        let entry = match cached {
             Some(c) => c,
             None => {
                 let headers = |a: &Answer| -> Vec<(String, String)> {
@@ -1251,11 +1265,19 @@ impl Engine {
                     patch,
                     type_only,
                 });
-                self.compare_cache.put(key, done.clone());
-                done
+                let entry = Arc::new(CachedCompare {
+                    perl_body: Bytes::copy_from_slice(&perl.body),
+                    rust_body: Bytes::copy_from_slice(&rust.body),
+                    perl_sha: sha256_hex(&perl.body),
+                    rust_sha: sha256_hex(&rust.body),
+                    done,
+                });
+                self.compare_cache.put(key, entry.clone());
+                entry
             }
         };
-        let cmp = done.cmp.clone();
+        let done = &entry.done;
+        let cmp = &done.cmp;
         let verdict = done.verdict.clone();
         compare_span.record("contract.verdict", verdict.as_str());
         compare_span.record("contract.fingerprint", cmp.fingerprint.as_str());
@@ -1290,8 +1312,8 @@ impl Engine {
             served_by: served_by.to_owned(),
             used_fallback,
             fallback_reason: fallback_reason.map(str::to_owned),
-            perl: Some(perl.side(false, perl_sha)),
-            rust: Some(rust.side(rust_dry_run, rust_sha)),
+            perl: Some(perl.side(false, entry.perl_sha.clone())),
+            rust: Some(rust.side(rust_dry_run, entry.rust_sha.clone())),
             verdict,
             critical: cmp.critical.map(|c| c.as_str().to_owned()),
             patch,
@@ -1312,7 +1334,7 @@ impl Engine {
             );
             self.trip_now(ctx, &why);
         }
-        cmp
+        cmp.verdict
     }
 
     fn trip_now(&self, ctx: &Ctx, why: &str) {
