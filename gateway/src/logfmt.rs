@@ -22,10 +22,18 @@ impl Line {
         }
         self.0.push_str(key);
         self.0.push('=');
+        // Bytes first (values are nearly always ASCII); anything else is
+        // judged by its characters.
         let plain = !value.is_empty()
-            && value
-                .chars()
-                .all(|c| !c.is_whitespace() && c != '"' && c != '=' && !c.is_control());
+            && if value.is_ascii() {
+                value
+                    .bytes()
+                    .all(|b| b > b' ' && b != b'"' && b != b'=' && b != 0x7f)
+            } else {
+                value
+                    .chars()
+                    .all(|c| !c.is_whitespace() && c != '"' && c != '=' && !c.is_control())
+            };
         if plain {
             self.0.push_str(value);
         } else {
@@ -67,6 +75,15 @@ mod tests {
         assert_eq!(
             l.finish(),
             "endpoint=node.network.list reason=\"fallback rate 1/1 > 0\" empty=\"\" q=\"a\\\"b\"\n"
+        );
+        let mut l = Line::default();
+        l.field("tab", "a\tb")
+            .field("eq", "a=b")
+            .field("nbsp", "a\u{a0}b")
+            .field("plain", "zone-ä/1");
+        assert_eq!(
+            l.finish(),
+            "tab=\"a\\u{9}b\" eq=\"a=b\" nbsp=\"a\u{a0}b\" plain=zone-ä/1\n"
         );
     }
 }
