@@ -164,18 +164,25 @@ struct CachedCompare {
 }
 
 const COMPARE_CACHE_ENTRIES: usize = 512;
+/// Entries kept per key (the most recent): bounds the byte comparisons of a lookup.
+const COMPARE_CACHE_PER_KEY: usize = 8;
 /// Body bytes the cache may hold (copies of the two answers per entry).
 const COMPARE_CACHE_BYTES: usize = 64 << 20;
 
 impl CompareCache {
     fn get(&self, key: &str, perl: &[u8], rust: &[u8]) -> Option<Arc<CachedCompare>> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
+        // The bodies are compared outside the lock: they can be megabytes.
+        let candidates = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .map
             .get(key)?
-            .iter()
+            .clone();
+        candidates
+            .into_iter()
+            .rev()
             .find(|c| c.perl_body == perl && c.rust_body == rust)
-            .cloned()
     }
 
     fn put(&self, key: String, value: Arc<CachedCompare>) {
@@ -187,9 +194,19 @@ impl CompareCache {
         if inner.entries >= COMPARE_CACHE_ENTRIES || inner.bytes + size > COMPARE_CACHE_BYTES {
             *inner = CacheInner::default();
         }
-        inner.entries += 1;
+        let list = inner.map.entry(key).or_default();
+        let evicted = if list.len() >= COMPARE_CACHE_PER_KEY {
+            let old = list.remove(0);
+            Some(old.perl_body.len() + old.rust_body.len())
+        } else {
+            None
+        };
+        list.push(value);
+        match evicted {
+            Some(old) => inner.bytes -= old,
+            None => inner.entries += 1,
+        }
         inner.bytes += size;
-        inner.map.entry(key).or_default().push(value);
     }
 
     fn clear(&self) {
@@ -1629,4 +1646,49 @@ async fn call(
     tokio::time::timeout(timeout, fut)
         .await
         .unwrap_or(Err(CallError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(perl: &'static [u8], rust: &'static [u8]) -> Arc<CachedCompare> {
+        Arc::new(CachedCompare {
+            perl_body: Bytes::from_static(perl),
+            rust_body: Bytes::from_static(rust),
+            perl_sha: sha256_hex(perl),
+            rust_sha: sha256_hex(rust),
+            done: Arc::new(Compared {
+                cmp: Comparison::skipped("e", SkipReason::BackendError),
+                verdict: "match".into(),
+                patch: None,
+                type_only: Vec::new(),
+            }),
+        })
+    }
+
+    #[test]
+    fn compare_cache_matches_bodies_exactly_and_keeps_the_latest_per_key() {
+        let cache = CompareCache::default();
+        let bodies: Vec<&'static [u8]> =
+            vec![b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+        for b in &bodies {
+            cache.put("k".into(), entry(b, b"r"));
+        }
+        // Only the latest COMPARE_CACHE_PER_KEY stay; the accounting follows.
+        assert!(cache.get("k", b"0", b"r").is_none());
+        assert!(cache.get("k", b"1", b"r").is_none());
+        for b in &bodies[2..] {
+            let hit = cache.get("k", b, b"r").expect("kept");
+            assert_eq!(hit.perl_sha, sha256_hex(b));
+        }
+        assert!(
+            cache.get("k", b"9", b"other").is_none(),
+            "both bodies must match"
+        );
+        assert!(cache.get("other", b"9", b"r").is_none(), "and the key");
+        let inner = cache.inner.lock().unwrap();
+        assert_eq!(inner.entries, COMPARE_CACHE_PER_KEY);
+        assert_eq!(inner.bytes, 2 * COMPARE_CACHE_PER_KEY);
+    }
 }
