@@ -328,7 +328,8 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time allowed for a complete request head, counted from connection start or
     /// from the end of the previous response; it is therefore also the
-    /// keep-alive idle limit of HTTP/1.1 connections.
+    /// keep-alive idle limit of HTTP/1.1 connections. HTTP/2 connections
+    /// without a request for this long are sent a GOAWAY.
     pub header_timeout: Duration,
     /// Largest request head accepted (HTTP/1.1 buffer; HTTP/2 header list).
     pub max_header_bytes: usize,

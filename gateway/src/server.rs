@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -96,6 +97,67 @@ pub struct ShutdownReport {
 /// Resolves once shutdown has been requested.
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Requests of one connection: how many are being answered and when that
+/// number last changed, for the HTTP/2 idle limit.
+#[derive(Debug)]
+struct Activity {
+    start: tokio::time::Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the last change of `in_flight`.
+    changed_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            changed_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.changed_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = self.start + Duration::from_millis(self.changed_ms.load(Ordering::Relaxed));
+            let deadline = since + limit;
+            if tokio::time::Instant::now() >= deadline {
+                if self.in_flight.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                // A long request: look again a limit later.
+                tokio::time::sleep(limit).await;
+            } else {
+                tokio::time::sleep_until(deadline).await;
+            }
+        }
+    }
+}
+
+/// Marks a request as answered when dropped (also when the client goes away).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end();
+    }
 }
 
 /// State shared by the accept loops and the background tasks.
@@ -413,10 +475,18 @@ async fn serve_connection(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let client = Arc::new(client);
     let pipeline = shared.pipeline.clone();
+    let activity = Arc::new(Activity::new());
+    let counted = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let pipeline = pipeline.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(pipeline.handle(req, &client).await) }
+        counted.begin();
+        let in_flight = InFlight(counted.clone());
+        async move {
+            let resp = pipeline.handle(req, &client).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let io = TokioIo::new(tls);
     if h2 {
@@ -428,8 +498,15 @@ async fn serve_connection(
             .keep_alive_timeout(Duration::from_secs(20));
         let conn = builder.serve_connection(io, svc);
         tokio::pin!(conn);
+        // HTTP/1.1 connections idle out by the header timeout; an HTTP/2
+        // connection without requests for as long gets a GOAWAY (streams
+        // still sending their bodies finish first).
         tokio::select! {
             _ = conn.as_mut() => {}
+            _ = activity.idle_for(limits.header_timeout) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
             _ = stopped(&mut shutdown) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;

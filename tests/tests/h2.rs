@@ -1,7 +1,10 @@
 //! An HTTP/2 client (ALPN h2) gets correct answers from the HTTP/1.1-only pveproxy.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use http::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use pve_migration_tests::{Rig, TOKEN, read, within};
 use pve_network_migration::body;
 
@@ -68,4 +71,48 @@ async fn h2_client_against_http1_upstream() {
     })
     .await;
     assert_eq!(resp.status, 401);
+}
+
+/// An HTTP/2 connection without requests is closed after the header timeout
+/// (the HTTP/1.1 keep-alive idle limit), with a GOAWAY; a request taking
+/// longer than that limit is not cut short by it.
+#[tokio::test]
+async fn idle_h2_connections_are_closed_but_slow_requests_finish() {
+    let mut rig = Rig::start().await;
+    rig.config.limits.header_timeout = Duration::from_millis(400);
+    rig.restart_gateway().await;
+    rig.perl()
+        .set_faults([pve_sim::Fault::parse("latency=1200").unwrap()])
+        .await
+        .unwrap();
+
+    let tls = rig.client.connect(rig.gw(), &[b"h2"]).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+
+    // Three times the idle limit in flight: answered, not cut.
+    let started = Instant::now();
+    let req = Request::get("https://localhost/api2/json/version")
+        .header("authorization", TOKEN)
+        .body(body::empty())
+        .unwrap();
+    let resp = within("slow h2 response", async {
+        read(h2.send_request(req).await.unwrap()).await
+    })
+    .await;
+    assert_eq!(resp.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(1200));
+
+    // Then idle: the gateway ends the connection (the client's connection
+    // task returns), without the client doing anything.
+    let idle_from = Instant::now();
+    within("idle h2 connection closed", conn)
+        .await
+        .unwrap()
+        .expect("a clean close (GOAWAY), not an error");
+    assert!(idle_from.elapsed() >= Duration::from_millis(300));
+    assert!(h2.ready().await.is_err(), "the connection is closed");
 }
