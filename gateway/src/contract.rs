@@ -723,13 +723,9 @@ pub fn is_mismatch(verdict: &str) -> bool {
 
 /// Hex SHA-256 (lower case).
 pub fn sha256_hex(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
+    crate::trace::push_hex(&mut out, digest.as_ref());
     out
 }
 

@@ -632,6 +632,9 @@ pub fn read_records(dir: &Path) -> ReadResult {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::StoreBodies;
+
     #[test]
     fn rfc3339_timestamps_parse_back_to_the_same_instant() {
         for secs in [
@@ -658,9 +661,6 @@ mod tests {
             "2026-11-26T15:43:59.856Z"
         );
     }
-
-    use super::*;
-    use crate::config::StoreBodies;
 
     fn record(i: usize, fp: &str) -> EvidenceRecord {
         EvidenceRecord {

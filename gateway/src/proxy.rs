@@ -37,25 +37,29 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// The facts of one accepted connection.
     pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
-        let mut info = Self {
+        let forwarded_for = HeaderValue::from_str(&unmapped(peer.ip()).to_string())
+            .expect("an IP is a valid header value");
+        Self {
             peer,
             local,
-            forwarded_for: HeaderValue::from_static(""),
-        };
-        info.forwarded_for =
-            HeaderValue::from_str(&info.ip().to_string()).expect("an IP is a valid header value");
-        info
+            forwarded_for,
+        }
     }
 
     /// The client IP as pveproxy should log it (IPv4-mapped IPv6 as IPv4).
     pub fn ip(&self) -> IpAddr {
-        match self.peer.ip() {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        }
+        unmapped(self.peer.ip())
+    }
+}
+
+/// An IPv4-mapped IPv6 address as IPv4; others unchanged.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
     }
 }
 

@@ -123,16 +123,6 @@ impl Activity {
         self.changed_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
-    }
-
-    fn end(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.touch();
-    }
-
     /// Resolves once no request has been in flight for `limit`.
     async fn idle_for(&self, limit: Duration) {
         loop {
@@ -151,12 +141,22 @@ impl Activity {
     }
 }
 
-/// Marks a request as answered when dropped (also when the client goes away).
+/// One request being answered; marks it answered when dropped (also when
+/// the client goes away).
 struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Self(activity)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.end();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
     }
 }
 
@@ -475,13 +475,14 @@ async fn serve_connection(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let client = Arc::new(client);
     let pipeline = shared.pipeline.clone();
-    let activity = Arc::new(Activity::new());
+    // Only HTTP/2 needs the count (for its idle limit); HTTP/1.1 idles out
+    // by the header timeout.
+    let activity = h2.then(|| Arc::new(Activity::new()));
     let counted = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let pipeline = pipeline.clone();
         let client = client.clone();
-        counted.begin();
-        let in_flight = InFlight(counted.clone());
+        let in_flight = counted.clone().map(InFlight::begin);
         async move {
             let resp = pipeline.handle(req, &client).await;
             drop(in_flight);
@@ -489,7 +490,7 @@ async fn serve_connection(
         }
     });
     let io = TokioIo::new(tls);
-    if h2 {
+    if let Some(activity) = activity {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -498,9 +499,8 @@ async fn serve_connection(
             .keep_alive_timeout(Duration::from_secs(20));
         let conn = builder.serve_connection(io, svc);
         tokio::pin!(conn);
-        // HTTP/1.1 connections idle out by the header timeout; an HTTP/2
-        // connection without requests for as long gets a GOAWAY (streams
-        // still sending their bodies finish first).
+        // Without requests for the header timeout: a GOAWAY (streams still
+        // sending their bodies finish first).
         tokio::select! {
             _ = conn.as_mut() => {}
             _ = activity.idle_for(limits.header_timeout) => {

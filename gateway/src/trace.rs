@@ -40,19 +40,21 @@ fn next_u64() -> u64 {
     })
 }
 
-fn random_hex(bytes: usize) -> String {
+/// Appends `bytes` as lowercase hex.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes * 2);
-    while out.len() < bytes * 2 {
-        let mut v = next_u64();
-        for _ in 0..16 {
-            if out.len() == bytes * 2 {
-                break;
-            }
-            out.push(char::from(HEX[(v & 0xf) as usize]));
-            v >>= 4;
-        }
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2 + 16);
+    while out.len() < bytes * 2 {
+        push_hex(&mut out, &next_u64().to_le_bytes());
+    }
+    out.truncate(bytes * 2);
     out
 }
 
