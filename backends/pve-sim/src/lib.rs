@@ -2,7 +2,8 @@
 //! Perl's conventions (or, as the `rust` flavour, the shape of the Rust port),
 //! used by the gateway's tests, benchmarks and demo.
 //!
-//! * [`network`]: the interfaces file and the network API as pure functions;
+//! * [`network`]: the interfaces file and the network API as pure functions
+//!   (the `pve-network-core` library) with the simulator's renderings;
 //! * [`sdn`]: the SDN configuration (`/etc/pve/sdn`) and the `/cluster/sdn`
 //!   API as pure functions;
 //! * [`server`]: the TLS listener, routing, request log and counters;
@@ -21,6 +22,7 @@ pub mod control;
 pub mod faults;
 mod netapi;
 pub mod network;
+mod render;
 pub mod respond;
 pub mod sdn;
 mod sdnapi;

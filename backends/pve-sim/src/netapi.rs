@@ -13,60 +13,24 @@
 //! pveproxy ignores headers it does not know.
 
 use std::fs::File;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::auth::Principal;
+use crate::network::fs::{self, NetworkPaths};
 use crate::network::{
-    self, ApiError, FileEffect, FileState, FileTime, Flavour, MutateOptions, NetworkFiles, Outcome,
-    Params, SimHost, TaskInfo,
+    self, ApiError, Flavour, Host, Links, MutateOptions, NetworkFiles, Operation, Outcome, Params,
+    RenderError, RenderOutcome, TaskInfo,
 };
 use crate::respond::{self, ApiFailure, Format, SimBody};
 use crate::server::{Flavor, SimState, read_params};
 
 /// How long a write waits for the network lock.
 pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn mtime(path: &Path) -> std::io::Result<FileTime> {
-    let m = std::fs::metadata(path)?.modified()?;
-    let d = m.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Ok(FileTime {
-        secs: d.as_secs() as i64,
-        nanos: d.subsec_nanos(),
-    })
-}
-
-fn pending_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".new");
-    PathBuf::from(p)
-}
-
-/// Reads the interfaces file and `interfaces.new` (when present).
-fn load(path: &Path) -> std::io::Result<NetworkFiles> {
-    let interfaces = FileState {
-        text: std::fs::read_to_string(path)?,
-        mtime: mtime(path)?,
-    };
-    let pending_path = pending_path(path);
-    let pending = match std::fs::read_to_string(&pending_path) {
-        Ok(text) => Some(FileState {
-            text,
-            mtime: mtime(&pending_path)?,
-        }),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    Ok(NetworkFiles {
-        interfaces,
-        pending,
-    })
-}
 
 /// Writes a file atomically (temporary file + rename), like PVE's file_set_contents.
 pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
@@ -77,32 +41,16 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn store(path: &Path, effect: &FileEffect) -> std::io::Result<()> {
-    let pending = pending_path(path);
-    match effect {
-        FileEffect::WritePending(text) => write_atomic(&pending, text),
-        FileEffect::RemovePending => match std::fs::remove_file(&pending) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-        FileEffect::ApplyPending => match std::fs::rename(&pending, path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-    }
-}
-
 /// Applies the pending `interfaces.new` (what `PUT /nodes/{node}/network`
 /// does; the SDN reload worker runs it on every node), under the network lock.
 pub(crate) fn apply_pending(path: &Path) -> Result<(), ApiError> {
-    let _lock = lock(path)?;
-    store(path, &FileEffect::ApplyPending)
-        .map_err(|e| ApiError::internal(format!("unable to write '{}' - {e}", path.display())))
+    let paths = NetworkPaths::for_file(path);
+    let _lock = fs::lock(&paths.lock, fs::LOCK_TIMEOUT)?;
+    fs::rename_pending(&paths).map(|_| ())
 }
 
 /// Takes an exclusive lock on `<path>.lock`, waiting up to [`LOCK_TIMEOUT`]
-/// (the network lock for the interfaces file, the SDN lock for the SDN
-/// directory).
+/// (the SDN lock for the SDN directory).
 pub(crate) fn lock(path: &Path) -> Result<File, ApiError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -141,24 +89,6 @@ pub(crate) fn lock(path: &Path) -> Result<File, ApiError> {
     }
 }
 
-/// The network API operation a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    List,
-    Create,
-    Apply,
-    Revert,
-    Get,
-    Update,
-    Delete,
-}
-
-impl Op {
-    fn mutates(self) -> bool {
-        !matches!(self, Op::List | Op::Get)
-    }
-}
-
 /// The renderer for one answer.
 ///
 /// The Perl flavour's shuffle is seeded from the configured seed, the request
@@ -181,11 +111,19 @@ fn flavour(st: &SimState, request: &str, files: &NetworkFiles) -> Flavour {
     }
 }
 
-fn host(st: &SimState) -> SimHost {
-    SimHost {
+fn host(st: &SimState) -> Host {
+    Host {
         node: st.config.node.clone(),
-        ..SimHost::default()
+        links: Links::FromApplied {
+            extra_nics: Vec::new(),
+        },
+        ..Host::simulated()
     }
+}
+
+/// What the simulated `ifreload -V` prints.
+pub(crate) fn ifreload_version() -> Option<String> {
+    Some("ifupdown2:3.3.0-1+pmx9".to_string())
 }
 
 /// Serves `/nodes/{node}/network[/{iface}]`.
@@ -196,15 +134,10 @@ pub(crate) async fn handle(
     iface: Option<String>,
     principal: &Principal,
 ) -> Response<SimBody> {
-    let op = match (req.method().clone(), iface.is_some()) {
-        (Method::GET, false) => Op::List,
-        (Method::POST, false) => Op::Create,
-        (Method::PUT, false) => Op::Apply,
-        (Method::DELETE, false) => Op::Revert,
-        (Method::GET, true) => Op::Get,
-        (Method::PUT, true) => Op::Update,
-        (Method::DELETE, true) => Op::Delete,
-        (m, _) => {
+    let op = match Operation::route(req.method().as_str(), iface.is_some()) {
+        Some(op) => op,
+        None => {
+            let m = req.method().clone();
             let rel = req
                 .uri()
                 .path()
@@ -246,36 +179,29 @@ pub(crate) async fn handle(
     let result =
         tokio::task::spawn_blocking(move || -> Result<(Outcome, Flavour), (ApiError, Flavour)> {
             let fallback = || Flavour::rust_with(state.config.divergences.clone());
+            let paths = NetworkPaths::for_file(&path);
             let _lock = if op.mutates() {
-                Some(lock(&path).map_err(|e| (e, fallback()))?)
+                Some(fs::lock(&paths.lock, fs::LOCK_TIMEOUT).map_err(|e| (e, fallback()))?)
             } else {
                 None
             };
-            let files = load(&path).map_err(|e| {
-                (
-                    ApiError::internal(format!("unable to read '{}' - {e}", path.display())),
-                    fallback(),
-                )
-            })?;
+            let files = fs::read(&paths).map_err(|e| (e, fallback()))?;
             let flavour = flavour(&state, &request_line, &files);
             let iface = iface.as_deref().unwrap_or("");
             let outcome = match op {
-                Op::List => network::api::list(&files, &host, &params),
-                Op::Get => network::api::get(&files, &host, iface, &params),
-                Op::Create => network::api::create(&files, &host, &params, opts),
-                Op::Update => network::api::update(&files, &host, iface, &params, opts),
-                Op::Delete => network::api::delete(&files, &host, iface, &params, opts),
-                Op::Revert => network::api::revert(&files, &host, &params, opts),
-                Op::Apply => network::api::apply(&files, &host, &params, &task, opts),
+                Operation::List => network::api::list(&files, &host, &params),
+                Operation::Get => network::api::get(&files, &host, iface, &params),
+                Operation::Create => network::api::create(&files, &host, &params, opts),
+                Operation::Update => network::api::update(&files, &host, iface, &params, opts),
+                Operation::Delete => network::api::delete(&files, &host, iface, &params, opts),
+                Operation::Revert => network::api::revert(&files, &host, &params, opts),
+                Operation::Apply => {
+                    network::api::apply(&files, &host, &params, ifreload_version, &task, opts)
+                }
             }
             .map_err(|e| (e, flavour.clone()))?;
             if let (Some(effect), false) = (&outcome.effect, outcome.dry_run) {
-                store(&path, effect).map_err(|e| {
-                    (
-                        ApiError::internal(format!("unable to write '{}' - {e}", path.display())),
-                        flavour.clone(),
-                    )
-                })?;
+                fs::carry_out(&paths, effect).map_err(|e| (e, flavour.clone()))?;
             }
             Ok((outcome, flavour))
         })

@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 
 use crate::auth::Principal;
 use crate::netapi::{apply_pending, lock, write_atomic};
-use crate::network::{ApiError, Flavour, MutateOptions, SimHost, TaskInfo};
+use crate::network::{ApiError, Flavour, Host, MutateOptions, TaskInfo};
 use crate::respond::{self, ApiFailure, Format, SimBody};
 use crate::sdn::api::{self, SdnParams};
 use crate::sdn::{Out, SdnFile, SdnFiles, SdnOutcome, Section};
@@ -152,7 +152,7 @@ fn flavour(st: &SimState, request: &str, files: &SdnFiles) -> Flavour {
 fn run(
     op: &Op,
     files: &SdnFiles,
-    host: &SimHost,
+    host: &Host,
     params: &SdnParams,
     task: &TaskInfo,
     opts: MutateOptions,
@@ -226,9 +226,9 @@ pub(crate) async fn handle(
     };
     let dir = st.config.sdn_dir();
     let interfaces = st.config.interfaces.clone();
-    let host = SimHost {
+    let host = Host {
         node: st.config.node.clone(),
-        ..SimHost::default()
+        ..Host::simulated()
     };
     let state = st.clone();
     let result = tokio::task::spawn_blocking(move || {

@@ -51,7 +51,7 @@ fn fixtures() -> Vec<Fixture> {
 }
 
 fn parse(text: &str) -> Config {
-    parse_interfaces(text, &HostState::from_applied(text, &[]))
+    parse_interfaces(text, &HostState::derived_from_file(text, &[]))
 }
 
 fn write(config: &Config) -> String {

@@ -45,7 +45,7 @@ use super::schema::{
     ZONE_TYPES, kind_of, zone_plugin,
 };
 use super::section::{RunningConfig, SdnObject, SdnValue, SectionConfig, object_type, sha1_hex};
-use crate::network::api::{ApiError, MutateOptions, SimHost, TaskInfo};
+use crate::network::api::{ApiError, Host, MutateOptions, TaskInfo};
 use crate::network::schema::{Fmt, Prop, verify};
 
 /// Request parameters in arrival order (array parameters may repeat).
@@ -693,7 +693,7 @@ pub fn index(params: &SdnParams) -> Result<SdnOutcome, ApiError> {
 /// (version + 1) and start the `reloadnetworkall` worker.
 pub fn apply(
     files: &SdnFiles,
-    host: &SimHost,
+    host: &Host,
     params: &SdnParams,
     task: &TaskInfo,
     opts: MutateOptions,

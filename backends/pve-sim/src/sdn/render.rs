@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::network::render::{Flavour, Json, PerlRng};
+use crate::render::{Flavour, Json, PerlRng};
 
 /// A JSON value as the SDN operations produce it.
 #[derive(Clone, Debug, PartialEq, Eq)]

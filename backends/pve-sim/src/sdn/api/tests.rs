@@ -4,7 +4,7 @@
 use serde_json::{Value as J, json};
 
 use super::*;
-use crate::network::render::Flavour;
+use crate::render::Flavour;
 
 fn p(kv: &[(&str, &str)]) -> SdnParams {
     kv.iter()
@@ -634,9 +634,9 @@ fn subnet_of_another_vnet() {
 
 #[test]
 fn pending_and_running_views() {
-    let host = SimHost {
+    let host = Host {
         node: "pve1".into(),
-        ..SimHost::default()
+        ..Host::simulated()
     };
     let task = TaskInfo {
         pid: 0x1234,

@@ -21,11 +21,12 @@
 
 use std::collections::BTreeMap;
 
-use super::diff::{FileTime, interfaces_changes};
-use super::model::{Config, HostState, Iface, Value, perl_num, perl_split_ws, split_list};
-use super::parse::parse_interfaces;
-use super::schema::{Fmt, Prop, verify};
-use super::write::{WriteOptions, write_interfaces};
+use crate::diff::{FileTime, interfaces_changes};
+use crate::links::HostState;
+use crate::model::{Config, Iface, Value, perl_num, perl_split_ws, split_list};
+use crate::parse::parse_interfaces;
+use crate::schema::{Fmt, Prop, verify};
+use crate::write::{WriteOptions, write_interfaces};
 
 /// Request parameters as they arrive in a form or JSON body (all strings).
 pub type Params = BTreeMap<String, String>;
@@ -45,6 +46,9 @@ pub struct ApiError {
     pub message: String,
     /// Per-parameter messages (empty unless a parameter was rejected).
     pub errors: BTreeMap<String, String>,
+    /// Whether the body's `message` ends with a newline: a Perl `die "…\n"`
+    /// and parameter errors do, pveproxy's own errors (501) do not.
+    pub newline: bool,
 }
 
 impl ApiError {
@@ -57,6 +61,7 @@ impl ApiError {
             status: 400,
             message: Self::PARAM_MESSAGE.to_string(),
             errors,
+            newline: true,
         }
     }
 
@@ -67,11 +72,29 @@ impl ApiError {
 
     /// Any other failure (a `die` in the handler): status 500.
     pub fn internal(msg: impl Into<String>) -> Self {
+        Self::with_status(500, msg)
+    }
+
+    /// A failure with the given status (a `die` of a `PVE::Exception` with
+    /// a code).
+    pub fn with_status(status: u16, msg: impl Into<String>) -> Self {
         let msg = msg.into();
         Self {
-            status: 500,
+            status,
             message: msg.trim_end_matches('\n').to_string(),
             errors: BTreeMap::new(),
+            newline: true,
+        }
+    }
+
+    /// pveproxy's `501 Method '… …' not implemented` for a path or method
+    /// without a handler (`rel_path` below `/api2/{format}`).
+    pub fn not_implemented(method: &str, rel_path: &str) -> Self {
+        Self {
+            status: 501,
+            message: format!("Method '{method} {rel_path}' not implemented"),
+            errors: BTreeMap::new(),
+            newline: false,
         }
     }
 
@@ -81,37 +104,141 @@ impl ApiError {
     }
 }
 
-/// The simulated node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SimHost {
-    /// Node name (used in UPIDs).
-    pub node: String,
-    /// Physical NICs that exist although the applied file does not mention
-    /// them (see [`HostState`] for the rule).
-    pub extra_nics: Vec<String>,
-    /// Whether ifupdown2 is installed (PVE 7+ default: yes). Without it the
-    /// writer uses `allow-*` lines for OVS and `apply` fails like on a node
-    /// with classic ifupdown.
-    pub ifupdown2: bool,
-    /// Whether Open vSwitch is installed (creating `OVS*` interfaces needs it).
-    pub openvswitch: bool,
+/// An operation of the node network API, by method and path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `GET /nodes/{node}/network`.
+    List,
+    /// `POST /nodes/{node}/network`.
+    Create,
+    /// `PUT /nodes/{node}/network`: reload (apply the pending changes).
+    Apply,
+    /// `DELETE /nodes/{node}/network`: drop the pending changes.
+    Revert,
+    /// `GET /nodes/{node}/network/{iface}`.
+    Get,
+    /// `PUT /nodes/{node}/network/{iface}`.
+    Update,
+    /// `DELETE /nodes/{node}/network/{iface}`.
+    Delete,
 }
 
-impl Default for SimHost {
-    fn default() -> Self {
-        Self {
-            node: "pve".to_string(),
-            extra_nics: Vec::new(),
-            ifupdown2: true,
-            openvswitch: true,
+impl Operation {
+    /// The operation for a method on the collection (`iface` absent) or on
+    /// one interface; `None` where PVE has no handler (501).
+    pub fn route(method: &str, on_iface: bool) -> Option<Self> {
+        Some(match (method, on_iface) {
+            ("GET", false) => Operation::List,
+            ("POST", false) => Operation::Create,
+            ("PUT", false) => Operation::Apply,
+            ("DELETE", false) => Operation::Revert,
+            ("GET", true) => Operation::Get,
+            ("PUT", true) => Operation::Update,
+            ("DELETE", true) => Operation::Delete,
+            _ => return None,
+        })
+    }
+
+    /// Whether the operation changes anything (everything but the reads).
+    pub fn mutates(self) -> bool {
+        !matches!(self, Operation::List | Operation::Get)
+    }
+
+    /// Whether the operation edits the configuration files under the
+    /// network lock (create, update, delete; revert only removes the
+    /// pending file and PVE takes no lock for it).
+    pub fn locks(self) -> bool {
+        matches!(
+            self,
+            Operation::Create | Operation::Update | Operation::Delete
+        )
+    }
+
+    /// The privilege PVE checks on `/nodes/{node}`; `None` for the list,
+    /// which any authenticated user may call (`user => 'all'`).
+    pub fn privilege(self) -> Option<&'static str> {
+        match self {
+            Operation::List => None,
+            Operation::Get => Some("Sys.Audit"),
+            _ => Some("Sys.Modify"),
+        }
+    }
+
+    /// PVE's method name (`index`, `create_network`, …), for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::List => "index",
+            Operation::Create => "create_network",
+            Operation::Apply => "reload_network_config",
+            Operation::Revert => "revert_network_changes",
+            Operation::Get => "network_config",
+            Operation::Update => "update_network",
+            Operation::Delete => "delete_network",
         }
     }
 }
 
-impl SimHost {
-    /// The kernel view for a given applied file.
-    pub fn host_state(&self, applied: &str) -> HostState {
-        HostState::from_applied(applied, &self.extra_nics)
+/// Where a [`Host`]'s kernel view comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// What the kernel reported (`ip -details -json link show`).
+    Known(HostState),
+    /// No kernel to ask (the simulator, tests): derived from the applied
+    /// interfaces file on every read, see [`HostState::derived_from_file`].
+    FromApplied {
+        /// Physical NICs that exist although the file does not mention them.
+        extra_nics: Vec<String>,
+    },
+}
+
+/// The node an operation runs on: its name, what its kernel reports and what
+/// is installed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// Node name (used in UPIDs).
+    pub node: String,
+    /// The kernel's links (`exists`, `active`, altnames).
+    pub links: Links,
+    /// Whether ifupdown2 is installed (`/usr/share/ifupdown2` exists): the
+    /// writer then uses ifupdown2's syntax, and only then can `apply` reload.
+    pub ifupdown2: bool,
+    /// Whether Open vSwitch is installed (`/usr/bin/ovs-vsctl` is
+    /// executable); creating `OVS*` interfaces needs it.
+    pub openvswitch: bool,
+}
+
+impl Host {
+    /// A node with ifupdown2 and without Open vSwitch (PVE's default).
+    pub fn new(node: impl Into<String>, links: HostState) -> Self {
+        Self {
+            node: node.into(),
+            links: Links::Known(links),
+            ifupdown2: true,
+            openvswitch: false,
+        }
+    }
+
+    /// A simulated node `pve` whose kernel follows the applied file, with
+    /// ifupdown2 and Open vSwitch installed.
+    pub fn simulated() -> Self {
+        Self {
+            node: "pve".to_string(),
+            links: Links::FromApplied {
+                extra_nics: Vec::new(),
+            },
+            ifupdown2: true,
+            openvswitch: true,
+        }
+    }
+
+    /// The kernel view for the given applied file.
+    pub fn link_state(&self, applied: &str) -> std::borrow::Cow<'_, HostState> {
+        match &self.links {
+            Links::Known(state) => std::borrow::Cow::Borrowed(state),
+            Links::FromApplied { extra_nics } => {
+                std::borrow::Cow::Owned(HostState::derived_from_file(applied, extra_nics))
+            }
+        }
     }
 
     /// How this node writes interfaces files.
@@ -161,9 +288,9 @@ impl NetworkFiles {
     }
 
     /// The configuration the API sees.
-    pub fn read(&self, host: &SimHost) -> Config {
-        let state = host.host_state(&self.interfaces.text);
-        parse_interfaces(self.effective_text(), &state)
+    pub fn read(&self, host: &Host) -> Config {
+        let links = host.link_state(&self.interfaces.text);
+        parse_interfaces(self.effective_text(), &links)
     }
 
     /// The pending changes as a unified diff (`None` without a pending copy or
@@ -443,7 +570,7 @@ fn handler_params(params: &Params, extracted: &[&str]) -> Iface {
         .collect()
 }
 
-fn write_config(config: &Config, host: &SimHost) -> Result<String, ApiError> {
+fn write_config(config: &Config, host: &Host) -> Result<String, ApiError> {
     write_interfaces(config, &host.write_options()).map_err(|e| ApiError::internal(e.0))
 }
 
@@ -648,7 +775,7 @@ fn check_bridge_vids(param: &Iface) -> Result<(), ApiError> {
 
 /// `GET /nodes/{node}/network`: all interfaces but `lo`, optionally filtered
 /// by `type`, plus `changes` when there are pending changes.
-pub fn list(files: &NetworkFiles, host: &SimHost, params: &Params) -> Result<Outcome, ApiError> {
+pub fn list(files: &NetworkFiles, host: &Host, params: &Params) -> Result<Outcome, ApiError> {
     verified(
         params,
         &[NODE, Prop::string("type").one_of(&LIST_TYPE_FILTERS)],
@@ -678,7 +805,7 @@ pub fn list(files: &NetworkFiles, host: &SimHost, params: &Params) -> Result<Out
 /// `GET /nodes/{node}/network/{iface}`: one interface's hash.
 pub fn get(
     files: &NetworkFiles,
-    host: &SimHost,
+    host: &Host,
     iface: &str,
     params: &Params,
 ) -> Result<Outcome, ApiError> {
@@ -694,7 +821,7 @@ pub fn get(
 /// file).
 pub fn create(
     files: &NetworkFiles,
-    host: &SimHost,
+    host: &Host,
     params: &Params,
     opts: MutateOptions,
 ) -> Result<Outcome, ApiError> {
@@ -799,7 +926,7 @@ pub fn create(
 /// *this* request, and `delete` removes properties first.
 pub fn update(
     files: &NetworkFiles,
-    host: &SimHost,
+    host: &Host,
     iface: &str,
     params: &Params,
     opts: MutateOptions,
@@ -893,7 +1020,7 @@ pub fn update(
 /// ports and bonds are also removed from their bridge's port list).
 pub fn delete(
     files: &NetworkFiles,
-    host: &SimHost,
+    host: &Host,
     iface: &str,
     params: &Params,
     opts: MutateOptions,
@@ -929,7 +1056,7 @@ pub fn delete(
 /// `DELETE /nodes/{node}/network`: drop the pending changes.
 pub fn revert(
     _files: &NetworkFiles,
-    _host: &SimHost,
+    _host: &Host,
     params: &Params,
     opts: MutateOptions,
 ) -> Result<Outcome, ApiError> {
@@ -941,21 +1068,97 @@ pub fn revert(
     ))
 }
 
-/// `PUT /nodes/{node}/network`: apply the pending changes (the reload worker
-/// moves `interfaces.new` over the file) and return the worker's UPID.
-pub fn apply(
-    _files: &NetworkFiles,
-    host: &SimHost,
-    params: &Params,
-    task: &TaskInfo,
-    opts: MutateOptions,
-) -> Result<Outcome, ApiError> {
-    verified(params, &[NODE, Prop::boolean("skip_frr")])?;
-    if !host.ifupdown2 {
+/// What the reload worker of `PUT /nodes/{node}/network` is asked to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyRequest {
+    /// `regenerate-frr`: `Some(true)` regenerates the FRR configuration,
+    /// `Some(false)` skips it, `None` leaves it to the SDN configuration.
+    pub regenerate_frr: Option<bool>,
+}
+
+/// The ifupdown2 version PVE accepts: at least 1.2.8 ...
+const IFUPDOWN2_MIN: u64 = 100_000 + 2 * 1000 + 8 * 10;
+
+/// PVE's `assert_ifupdown2_installed`, given whether `/usr/share/ifupdown2`
+/// exists and (asked only then) the first line `ifreload -V` prints.
+///
+/// # Errors
+///
+/// `you need ifupdown2 to reload network configuration` without the
+/// directory; `incompatible 'ifupdown2' package version '…'! Did you install
+/// from Proxmox repositories?` for a version before 1.2.8 or one that is not a
+/// Proxmox build (`pve`, `pmx` or `proxmox` in the Debian revision).
+pub fn check_ifupdown2(
+    installed: bool,
+    version_line: impl FnOnce() -> Option<String>,
+) -> Result<(), ApiError> {
+    if !installed {
         return Err(ApiError::internal(
             "you need ifupdown2 to reload network configuration",
         ));
     }
+    let incompatible = |v: &str| {
+        ApiError::internal(format!(
+            "incompatible 'ifupdown2' package version '{v}'! Did you install from Proxmox repositories?"
+        ))
+    };
+    let line = version_line().unwrap_or_default();
+    // m/^\s*ifupdown2:(\S+)\s*$/
+    let t = line.trim_matches(crate::model::is_perl_space);
+    let Some(v) = t
+        .strip_prefix("ifupdown2:")
+        .filter(|v| !v.is_empty() && !v.contains(crate::model::is_perl_space))
+    else {
+        return Err(incompatible(""));
+    };
+    // split(/\.|-/): major, minor, extra, Debian revision
+    let parts: Vec<&str> = v.split(['.', '-']).collect();
+    let num = |i: usize| parts.get(i).map_or(0.0, |p| perl_num(p));
+    let numeric = num(0) * 100_000.0 + num(1) * 1000.0 + num(2) * 10.0;
+    let is_pve = parts
+        .get(3)
+        .is_some_and(|rev| rev.contains("pve") || rev.contains("pmx") || rev.contains("proxmox"));
+    if numeric < IFUPDOWN2_MIN as f64 || !is_pve {
+        return Err(incompatible(v));
+    }
+    Ok(())
+}
+
+/// `PUT /nodes/{node}/network`, up to the worker: verify the parameters and
+/// that ifupdown2 can reload (`ifreload_version` is called only when the
+/// package is installed, as PVE runs `ifreload -V` only then).
+///
+/// # Errors
+///
+/// Parameter errors (`regenerate-frr` must be a boolean), then the
+/// [`check_ifupdown2`] errors.
+pub fn prepare_apply(
+    host: &Host,
+    params: &Params,
+    ifreload_version: impl FnOnce() -> Option<String>,
+) -> Result<ApplyRequest, ApiError> {
+    verified(params, &[NODE, Prop::boolean("regenerate-frr")])?;
+    let regenerate_frr = params.get("regenerate-frr").map(|v| v == "1");
+    check_ifupdown2(host.ifupdown2, ifreload_version)?;
+    Ok(ApplyRequest { regenerate_frr })
+}
+
+/// `PUT /nodes/{node}/network` in one step, for hosts whose worker is a
+/// pure file change (the simulator): [`prepare_apply`], then the answer with
+/// the worker's UPID and the rename of `interfaces.new` as the file effect.
+///
+/// # Errors
+///
+/// Those of [`prepare_apply`].
+pub fn apply(
+    _files: &NetworkFiles,
+    host: &Host,
+    params: &Params,
+    ifreload_version: impl FnOnce() -> Option<String>,
+    task: &TaskInfo,
+    opts: MutateOptions,
+) -> Result<Outcome, ApiError> {
+    prepare_apply(host, params, ifreload_version)?;
     let upid = task.upid(&host.node, "srvreload", "networking");
     Ok(Outcome::mutation(
         ResponseData::Upid(upid),
@@ -963,6 +1166,3 @@ pub fn apply(
         opts,
     ))
 }
-
-#[cfg(test)]
-mod tests;

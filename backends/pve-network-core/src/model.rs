@@ -8,7 +8,7 @@
 //! but `"priority":3`), and a generic map lets the API operations set and
 //! delete arbitrary properties exactly like `PUT` does on a real node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One property value, typed the way the Perl code stores it.
@@ -183,72 +183,6 @@ pub struct Config {
     pub options: Vec<(i64, String)>,
 }
 
-/// What the simulated host's kernel would report.
-///
-/// PVE asks the kernel which physical NICs exist (`ip link`) and which links
-/// are up. The simulator has no kernel, so it derives both from the *applied*
-/// `/etc/network/interfaces` (see [`HostState::from_applied`]):
-///
-/// * **exists**: every name matching PVE's physical-NIC pattern that the
-///   applied file mentions anywhere (as a stanza, in an `auto` line, as a bridge
-///   port / bond slave / OVS port, as `vlan-raw-device`, or as the parent of an
-///   `X.N` VLAN or `X:N` alias), plus any extra NICs the host is configured with.
-/// * **active**: every interface the applied file marks `auto` /
-///   `allow-hotplug` / `allow-auto` / `allow-ovs`. Interfaces only present in the
-///   pending `interfaces.new` are therefore not active until applied, as on a
-///   real node.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostState {
-    /// Physical NICs the "kernel" knows.
-    pub physical_nics: BTreeSet<String>,
-    /// Interfaces that are up.
-    pub active: BTreeSet<String>,
-}
-
-impl HostState {
-    /// A host without any NICs or active links.
-    pub fn empty() -> Self {
-        Self::default()
-    }
-
-    /// Derive the host state from the applied interfaces file (see the type
-    /// documentation for the rule) plus extra NICs that exist without being
-    /// mentioned in the file.
-    pub fn from_applied(applied: &str, extra_nics: &[String]) -> Self {
-        let config = crate::network::parse::parse_interfaces(applied, &HostState::empty());
-        let mut nics = BTreeSet::new();
-        let mut active = BTreeSet::new();
-        let mut consider = |name: &str| {
-            if is_physical_nic(name) {
-                nics.insert(name.to_string());
-            }
-        };
-        for (name, d) in &config.ifaces {
-            consider(name);
-            if let Some(parent) = alias_parent(name).or_else(|| vlan_dot_parent(name).map(|p| p.0))
-            {
-                consider(parent);
-            }
-            for key in ["bridge_ports", "slaves", "ovs_ports", "ovs_bonds"] {
-                for port in d.text(key).split_ascii_whitespace() {
-                    consider(port);
-                }
-            }
-            consider(&d.text("vlan-raw-device"));
-            if d.truthy("autostart") {
-                active.insert(name.clone());
-            }
-        }
-        for nic in extra_nics {
-            nics.insert(nic.clone());
-        }
-        Self {
-            physical_nics: nics,
-            active,
-        }
-    }
-}
-
 /// PVE's `$PHYSICAL_NIC_RE`, anchored: `eth\d+`, `en…`, `ib…` (without `:` or
 /// `.`), `nic\d+` and `if\d+`.
 pub fn is_physical_nic(name: &str) -> bool {
@@ -278,7 +212,7 @@ pub fn is_physical_nic(name: &str) -> bool {
 }
 
 /// `m/^(\S+):\d+$/`: the parent of an alias name.
-pub(crate) fn alias_parent(name: &str) -> Option<&str> {
+pub fn alias_parent(name: &str) -> Option<&str> {
     let (parent, num) = name.rsplit_once(':')?;
     let ok = !parent.is_empty()
         && !parent.contains(is_perl_space)
@@ -288,7 +222,7 @@ pub(crate) fn alias_parent(name: &str) -> Option<&str> {
 }
 
 /// `m/^(\S+)\.(\d+)$/`: the parent and VLAN id of an `X.N` name.
-pub(crate) fn vlan_dot_parent(name: &str) -> Option<(&str, &str)> {
+pub fn vlan_dot_parent(name: &str) -> Option<(&str, &str)> {
     let (parent, num) = name.rsplit_once('.')?;
     let ok = !parent.is_empty()
         && !parent.contains(is_perl_space)
@@ -298,13 +232,13 @@ pub(crate) fn vlan_dot_parent(name: &str) -> Option<(&str, &str)> {
 }
 
 /// Perl's `\s` (ASCII).
-pub(crate) fn is_perl_space(c: char) -> bool {
+pub fn is_perl_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C')
 }
 
 /// Perl `split(/\s+/, $s)`: a leading empty field is kept when `$s` starts
 /// with whitespace, trailing empty fields are dropped.
-pub(crate) fn perl_split_ws(s: &str) -> Vec<String> {
+pub fn perl_split_ws(s: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut in_space = false;
@@ -331,7 +265,7 @@ pub(crate) fn perl_split_ws(s: &str) -> Vec<String> {
 }
 
 /// Perl `split(/\n/, $s)` (trailing empty fields dropped).
-pub(crate) fn perl_split_newline(s: &str) -> Vec<&str> {
+pub fn perl_split_newline(s: &str) -> Vec<&str> {
     let mut out: Vec<&str> = s.split('\n').collect();
     while out.last().is_some_and(|l| l.is_empty()) {
         out.pop();
@@ -341,7 +275,7 @@ pub(crate) fn perl_split_newline(s: &str) -> Vec<&str> {
 
 /// `PVE::Tools::split_list`: `,` and `;` are separators too, leading
 /// whitespace is ignored.
-pub(crate) fn split_list(s: &str) -> Vec<String> {
+pub fn split_list(s: &str) -> Vec<String> {
     let replaced: String = s
         .chars()
         .map(|c| if c == ',' || c == ';' { ' ' } else { c })
@@ -350,7 +284,7 @@ pub(crate) fn split_list(s: &str) -> Vec<String> {
 }
 
 /// Perl's numeric value of a string (leading number, `0` when there is none).
-pub(crate) fn perl_num(s: &str) -> f64 {
+pub fn perl_num(s: &str) -> f64 {
     let t = s.trim_start_matches(is_perl_space);
     let bytes = t.as_bytes();
     let mut end = 0;
@@ -393,7 +327,7 @@ pub(crate) fn perl_num(s: &str) -> f64 {
 }
 
 /// The numeric value of a property (`undef` is 0).
-pub(crate) fn value_num(v: Option<&Value>) -> f64 {
+pub fn value_num(v: Option<&Value>) -> f64 {
     match v {
         Some(Value::Int(i)) => *i as f64,
         Some(Value::Str(s)) => perl_num(s),
@@ -402,7 +336,7 @@ pub(crate) fn value_num(v: Option<&Value>) -> f64 {
 }
 
 /// `PVE::JSONSchema::get_netmask_bits`: prefix length of a dotted netmask.
-pub(crate) fn netmask_bits(mask: &str) -> Option<u32> {
+pub fn netmask_bits(mask: &str) -> Option<u32> {
     let addr: std::net::Ipv4Addr = mask.parse().ok()?;
     let bits = u32::from(addr);
     let len = bits.leading_ones();
@@ -501,17 +435,5 @@ mod tests {
         assert_eq!(vlan_dot_parent("eno1.100"), Some(("eno1", "100")));
         assert_eq!(vlan_dot_parent("a.b.20"), Some(("a.b", "20")));
         assert_eq!(vlan_dot_parent("vlan10"), None);
-    }
-
-    #[test]
-    fn host_from_applied_file() {
-        let text = "auto lo\niface lo inet loopback\n\niface eno1 inet manual\n\n\
-                    auto vmbr0\niface vmbr0 inet manual\n\tbridge-ports eno2 bond0\n\n\
-                    auto enp1s0.50\niface enp1s0.50 inet manual\n";
-        let host = HostState::from_applied(text, &["eth9".to_string()]);
-        let nics: Vec<&str> = host.physical_nics.iter().map(String::as_str).collect();
-        assert_eq!(nics, vec!["eno1", "eno2", "enp1s0", "eth9"]);
-        let active: Vec<&str> = host.active.iter().map(String::as_str).collect();
-        assert_eq!(active, vec!["enp1s0.50", "lo", "vmbr0"]);
     }
 }

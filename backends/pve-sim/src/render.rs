@@ -22,8 +22,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::api::{ApiError, Outcome, ResponseData};
-use super::model::{Iface, Value};
+use pve_network_core::wire;
+use pve_network_core::{ApiError, Iface, Outcome, ResponseData, Value};
 
 // ---------------------------------------------------------------------------
 // randomness
@@ -109,7 +109,7 @@ impl Json {
     }
 
     /// From a serde value, with object keys sorted.
-    fn sorted(v: &serde_json::Value) -> Self {
+    pub(crate) fn sorted(v: &serde_json::Value) -> Self {
         match v {
             serde_json::Value::Null => Json::Null,
             serde_json::Value::Bool(b) => Json::Bool(*b),
@@ -646,43 +646,32 @@ fn set_opt<T>(slot: &mut Option<T>, v: Option<T>) -> bool {
 // ---------------------------------------------------------------------------
 // Perl flavour
 
-fn perl_value(v: &Value) -> Json {
+/// The core's canonical (Perl wire format) rendering with object keys and
+/// the interface list in a seeded Perl-hash-like order.
+fn shuffled(v: &serde_json::Value, rng: &mut PerlRng) -> Json {
     match v {
-        Value::Str(s) => Json::Str(s.clone()),
-        Value::Int(i) => Json::Int(*i),
-        Value::List(l) => Json::Arr(
-            l.iter()
-                .map(|x| x.as_ref().map_or(Json::Null, |s| Json::Str(s.clone())))
-                .collect(),
-        ),
-        Value::Null => Json::Null,
+        serde_json::Value::Array(items) => {
+            let mut out: Vec<Json> = items.iter().map(|x| shuffled(x, rng)).collect();
+            // only lists built from hashes (the interface list) are unordered
+            if items.iter().all(serde_json::Value::is_object) {
+                rng.shuffle(&mut out);
+            }
+            Json::Arr(out)
+        }
+        serde_json::Value::Object(m) => {
+            let mut entries: Vec<(String, Json)> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), shuffled(v, rng)))
+                .collect();
+            rng.shuffle(&mut entries);
+            Json::Obj(entries)
+        }
+        other => Json::sorted(other),
     }
 }
 
 fn perl_object(name: Option<&str>, d: &Iface, rng: &mut PerlRng) -> Json {
-    let mut entries: Vec<(String, Json)> =
-        d.iter().map(|(k, v)| (k.clone(), perl_value(v))).collect();
-    if let Some(name) = name {
-        entries.push(("iface".to_string(), Json::Str(name.to_string())));
-    }
-    rng.shuffle(&mut entries);
-    Json::Obj(entries)
-}
-
-fn perl_data(data: &ResponseData, rng: &mut PerlRng) -> Json {
-    match data {
-        ResponseData::Null => Json::Null,
-        ResponseData::Upid(u) => Json::Str(u.clone()),
-        ResponseData::Object(d) => perl_object(None, d, rng),
-        ResponseData::List(items) => {
-            let mut out: Vec<Json> = items
-                .iter()
-                .map(|(name, d)| perl_object(Some(name), d, rng))
-                .collect();
-            rng.shuffle(&mut out);
-            Json::Arr(out)
-        }
-    }
+    shuffled(&wire::interface_json(name, d), rng)
 }
 
 fn rust_data(data: &ResponseData, flavour: &Flavour) -> Json {
@@ -709,18 +698,19 @@ pub fn render_interface(name: Option<&str>, d: &Iface, flavour: &Flavour) -> Str
     }
 }
 
-impl Outcome {
+/// Renders an operation's outcome in a flavour.
+pub trait RenderOutcome {
     /// The response body (`{"data":…}`, with `changes` for the list).
-    pub fn render(&self, flavour: &Flavour) -> String {
+    fn render(&self, flavour: &Flavour) -> String;
+}
+
+impl RenderOutcome for Outcome {
+    fn render(&self, flavour: &Flavour) -> String {
         match flavour {
             Flavour::Perl { seed } => {
                 let mut rng = PerlRng::new(*seed);
-                let mut entries = vec![("data".to_string(), perl_data(&self.data, &mut rng))];
-                if let Some(c) = &self.changes {
-                    entries.push(("changes".to_string(), Json::Str(c.clone())));
-                }
-                rng.shuffle(&mut entries);
-                Json::Obj(entries).to_text()
+                let members = serde_json::Value::Object(wire::outcome_members(self));
+                shuffled(&members, &mut rng).to_text()
             }
             Flavour::Rust { .. } => {
                 let mut entries = Vec::new();
@@ -750,9 +740,16 @@ pub struct RenderedError {
 const NOT_EXIST: &str = "interface does not exist";
 const NOT_EXIST_DIVERGENT: &str = "no such network interface";
 
-impl ApiError {
+/// Renders an operation's error in a flavour.
+pub trait RenderError {
     /// The error as the given flavour reports it (divergences applied).
-    pub fn for_flavour(&self, flavour: &Flavour) -> ApiError {
+    fn for_flavour(&self, flavour: &Flavour) -> ApiError;
+    /// Status, reason phrase and body for the given flavour.
+    fn render(&self, flavour: &Flavour) -> RenderedError;
+}
+
+impl RenderError for ApiError {
+    fn for_flavour(&self, flavour: &Flavour) -> ApiError {
         let mut e = self.clone();
         if flavour.has(Divergence::DifferentErrorMessage) {
             for v in e.errors.values_mut() {
@@ -767,8 +764,7 @@ impl ApiError {
         e
     }
 
-    /// Status, reason phrase and body for the given flavour.
-    pub fn render(&self, flavour: &Flavour) -> RenderedError {
+    fn render(&self, flavour: &Flavour) -> RenderedError {
         let e = self.for_flavour(flavour);
         let errors: Vec<(String, Json)> = e
             .errors

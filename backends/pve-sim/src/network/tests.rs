@@ -2,9 +2,9 @@
 
 use serde_json::{Value as J, json};
 
+use super::api::*;
+use super::write::HEADER;
 use super::*;
-use crate::network::render::{Divergence, Divergences, Flavour};
-use crate::network::write::HEADER;
 
 const T0: FileTime = FileTime {
     secs: 1_700_000_000,
@@ -47,8 +47,8 @@ fn files() -> NetworkFiles {
     NetworkFiles::new(base(), T0)
 }
 
-fn host() -> SimHost {
-    SimHost::default()
+fn host() -> Host {
+    Host::simulated()
 }
 
 fn p(kv: &[(&str, &str)]) -> Params {
@@ -616,7 +616,7 @@ fn create_semantic_errors() {
         )
     );
 
-    let no_ovs = SimHost {
+    let no_ovs = Host {
         openvswitch: false,
         ..host()
     };
@@ -907,7 +907,15 @@ fn task() -> TaskInfo {
 fn apply_moves_pending_over_the_file() {
     let mut f = created();
     let pending = f.pending.clone().unwrap();
-    let out = apply(&f, &host(), &Params::new(), &task(), real()).unwrap();
+    let out = apply(
+        &f,
+        &host(),
+        &Params::new(),
+        crate::netapi::ifreload_version,
+        &task(),
+        real(),
+    )
+    .unwrap();
     let upid = "UPID:pve:00001234:00ABCDEF:6553F100:srvreload:networking:root@pam:";
     assert_eq!(out.data, ResponseData::Upid(upid.into()));
     assert_eq!(
@@ -927,16 +935,32 @@ fn apply_moves_pending_over_the_file() {
     assert_eq!(l.changes, None);
     assert_eq!(entry(&body(&l, &Flavour::perl(1)), "vmbr1")["active"], 1);
 
-    let err = apply(&f, &host(), &p(&[("skip_frr", "maybe")]), &task(), real()).unwrap_err();
+    let err = apply(
+        &f,
+        &host(),
+        &p(&[("regenerate-frr", "maybe")]),
+        crate::netapi::ifreload_version,
+        &task(),
+        real(),
+    )
+    .unwrap_err();
     assert_eq!(
-        param_err(&err, "skip_frr"),
+        param_err(&err, "regenerate-frr"),
         "type check ('boolean') failed - got 'maybe'"
     );
-    let classic = SimHost {
+    let classic = Host {
         ifupdown2: false,
         ..host()
     };
-    let err = apply(&f, &classic, &Params::new(), &task(), real()).unwrap_err();
+    let err = apply(
+        &f,
+        &classic,
+        &Params::new(),
+        crate::netapi::ifreload_version,
+        &task(),
+        real(),
+    )
+    .unwrap_err();
     assert_eq!(err.status, 500);
     assert_eq!(
         err.message,
@@ -996,7 +1020,16 @@ fn dry_run_answers_the_same_without_side_effects() {
         ("revert", Box::new(|o| revert(&f, &h, &Params::new(), o))),
         (
             "apply",
-            Box::new(|o| apply(&f, &h, &Params::new(), &task(), o)),
+            Box::new(|o| {
+                apply(
+                    &f,
+                    &h,
+                    &Params::new(),
+                    crate::netapi::ifreload_version,
+                    &task(),
+                    o,
+                )
+            }),
         ),
     ];
     for (name, op) in ops {

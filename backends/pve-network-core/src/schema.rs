@@ -10,17 +10,17 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use super::model::split_list;
+use crate::model::split_list;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ty {
+pub enum Ty {
     Str,
     Int,
     Bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fmt {
+pub enum Fmt {
     Iface,
     IfaceList,
     Ipv4,
@@ -55,8 +55,8 @@ pub(crate) enum Fmt {
 
 /// One property of a method's parameter schema.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Prop {
-    pub(crate) name: &'static str,
+pub struct Prop {
+    pub name: &'static str,
     ty: Ty,
     fmt: Option<Fmt>,
     enumeration: &'static [&'static str],
@@ -70,7 +70,7 @@ pub(crate) struct Prop {
 }
 
 impl Prop {
-    pub(crate) const fn new(name: &'static str, ty: Ty) -> Self {
+    pub const fn new(name: &'static str, ty: Ty) -> Self {
         Self {
             name,
             ty,
@@ -87,55 +87,55 @@ impl Prop {
     }
     /// A string that must match a regular expression (`pattern`), given as a
     /// predicate.
-    pub(crate) const fn pattern(mut self, matches: fn(&str) -> bool) -> Self {
+    pub const fn pattern(mut self, matches: fn(&str) -> bool) -> Self {
         self.pattern = Some(matches);
         self
     }
     /// An integer without bounds.
-    pub(crate) const fn int(name: &'static str) -> Self {
+    pub const fn int(name: &'static str) -> Self {
         Self::new(name, Ty::Int)
     }
     /// An integer with only a lower bound.
-    pub(crate) const fn int_min(name: &'static str, min: i64) -> Self {
+    pub const fn int_min(name: &'static str, min: i64) -> Self {
         let mut p = Self::new(name, Ty::Int);
         p.minimum = Some(min);
         p
     }
 
-    pub(crate) const fn string(name: &'static str) -> Self {
+    pub const fn string(name: &'static str) -> Self {
         Self::new(name, Ty::Str)
     }
-    pub(crate) const fn integer(name: &'static str, min: i64, max: i64) -> Self {
+    pub const fn integer(name: &'static str, min: i64, max: i64) -> Self {
         let mut p = Self::new(name, Ty::Int);
         p.minimum = Some(min);
         p.maximum = Some(max);
         p
     }
-    pub(crate) const fn boolean(name: &'static str) -> Self {
+    pub const fn boolean(name: &'static str) -> Self {
         Self::new(name, Ty::Bool)
     }
-    pub(crate) const fn format(mut self, fmt: Fmt) -> Self {
+    pub const fn format(mut self, fmt: Fmt) -> Self {
         self.fmt = Some(fmt);
         self
     }
-    pub(crate) const fn one_of(mut self, values: &'static [&'static str]) -> Self {
+    pub const fn one_of(mut self, values: &'static [&'static str]) -> Self {
         self.enumeration = values;
         self
     }
-    pub(crate) const fn length(mut self, min: usize, max: usize) -> Self {
+    pub const fn length(mut self, min: usize, max: usize) -> Self {
         self.min_length = Some(min);
         self.max_length = Some(max);
         self
     }
-    pub(crate) const fn max_len(mut self, max: usize) -> Self {
+    pub const fn max_len(mut self, max: usize) -> Self {
         self.max_length = Some(max);
         self
     }
-    pub(crate) const fn required(mut self) -> Self {
+    pub const fn required(mut self) -> Self {
         self.optional = false;
         self
     }
-    pub(crate) const fn requires(mut self, other: &'static str) -> Self {
+    pub const fn requires(mut self, other: &'static str) -> Self {
         self.requires = Some(other);
         self
     }
@@ -156,10 +156,7 @@ fn add_error(errors: &mut BTreeMap<String, String>, path: &str, msg: String) {
 }
 
 /// Verify `params` against `props`; the map is empty when everything is fine.
-pub(crate) fn verify(
-    params: &BTreeMap<String, String>,
-    props: &[Prop],
-) -> BTreeMap<String, String> {
+pub fn verify(params: &BTreeMap<String, String>, props: &[Prop]) -> BTreeMap<String, String> {
     let mut errors = BTreeMap::new();
     for prop in props {
         match params.get(prop.name) {
@@ -285,7 +282,7 @@ fn check_value(prop: &Prop, v: &str) -> Result<(), String> {
 }
 
 /// Format checks; errors end with a newline like PVE's `die` messages.
-pub(crate) fn check_format(fmt: Fmt, v: &str) -> Result<(), String> {
+pub fn check_format(fmt: Fmt, v: &str) -> Result<(), String> {
     match fmt {
         Fmt::Iface => verify_iface(v),
         Fmt::IfaceList => split_list(v).iter().try_for_each(|i| verify_iface(i)),
@@ -295,7 +292,7 @@ pub(crate) fn check_format(fmt: Fmt, v: &str) -> Result<(), String> {
         Fmt::Ipv6 => is_ipv6(v)
             .then_some(())
             .ok_or_else(|| "value does not look like a valid IPv6 address\n".into()),
-        Fmt::Ipv4Mask => super::model::netmask_bits(v)
+        Fmt::Ipv4Mask => crate::model::netmask_bits(v)
             .filter(|_| is_ipv4(v))
             .map(|_| ())
             .ok_or_else(|| "value does not look like a valid IP netmask\n".into()),
@@ -403,7 +400,7 @@ fn verify_sdn_id(what: &str, id: &str) -> Result<(), String> {
 }
 
 /// PVE's `dns-name`: dot-separated labels of letters, digits and inner dashes.
-pub(crate) fn is_dns_name(s: &str) -> bool {
+pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|label| {
             let b = label.as_bytes();
@@ -425,7 +422,7 @@ fn is_unicast_mac(s: &str) -> bool {
 }
 
 /// `pve-iface`: `^[a-z][a-z0-9_]{1,20}([:.]\d+)?$` (case-insensitive).
-pub(crate) fn verify_iface(id: &str) -> Result<(), String> {
+pub fn verify_iface(id: &str) -> Result<(), String> {
     let err = || format!("invalid network interface name '{id}'\n");
     let (base, suffix) = match id.find([':', '.']) {
         Some(i) => (&id[..i], Some(&id[i + 1..])),
@@ -481,7 +478,7 @@ fn verify_vlan_range(vlan: &str) -> Result<(), String> {
 }
 
 /// PVE's `$IPV4RE`: four decimal octets 0-255 without leading zeros.
-pub(crate) fn is_ipv4(s: &str) -> bool {
+pub fn is_ipv4(s: &str) -> bool {
     let parts: Vec<&str> = s.split('.').collect();
     parts.len() == 4
         && parts.iter().all(|p| {
@@ -494,7 +491,7 @@ pub(crate) fn is_ipv4(s: &str) -> bool {
 }
 
 /// PVE's `$IPV6RE` (the RFC 3986 grammar, which the standard parser follows).
-pub(crate) fn is_ipv6(s: &str) -> bool {
+pub fn is_ipv6(s: &str) -> bool {
     s.parse::<Ipv6Addr>().is_ok()
         && s.rsplit(':')
             .next()

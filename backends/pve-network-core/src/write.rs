@@ -13,11 +13,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{
+use crate::model::{
     Config, Iface, Value, netmask_bits, perl_num, perl_split_newline, perl_split_ws, split_list,
     value_num, vlan_dot_parent,
 };
-use super::parse::set_ovs_option;
+use crate::parse::set_ovs_option;
 
 /// The comment block PVE puts at the top of every file it writes.
 pub const HEADER: &str = "\
@@ -469,7 +469,7 @@ fn lookup_type_prio(name: &str, ifaces: &BTreeMap<String, Iface>) -> Option<f64>
 /// PVE's sort order: type rank plus file position, then name. The comparison
 /// is not a total order when unknown types are involved, so this uses a plain
 /// stable merge sort (like Perl's) over the names in sorted order.
-pub(crate) fn sorted_names(ifaces: &BTreeMap<String, Iface>) -> Vec<String> {
+pub fn sorted_names(ifaces: &BTreeMap<String, Iface>) -> Vec<String> {
     let cmp = |a: &String, b: &String| -> std::cmp::Ordering {
         let mut tp1 = lookup_type_prio(a, ifaces);
         let mut tp2 = lookup_type_prio(b, ifaces);
@@ -578,7 +578,7 @@ fn normalise_list(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut in_sep = false;
     for c in s.chars() {
-        if c == ';' || c == ',' || super::model::is_perl_space(c) {
+        if c == ';' || c == ',' || crate::model::is_perl_space(c) {
             if !in_sep {
                 out.push(' ');
                 in_sep = true;
@@ -900,17 +900,17 @@ fn interface_to_string(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::model::HostState;
-    use crate::network::parse::parse_interfaces;
+    use crate::links::HostState;
+    use crate::parse::parse_interfaces;
 
     fn roundtrip(text: &str) -> String {
-        let host = HostState::from_applied(text, &[]);
+        let host = HostState::derived_from_file(text, &[]);
         let config = parse_interfaces(text, &host);
         write_interfaces(&config, &WriteOptions::default()).expect("writes")
     }
 
     fn write_err(text: &str) -> String {
-        let host = HostState::from_applied(text, &[]);
+        let host = HostState::derived_from_file(text, &[]);
         let config = parse_interfaces(text, &host);
         write_interfaces(&config, &WriteOptions::default())
             .expect_err("must fail")
@@ -1044,7 +1044,7 @@ mod tests {
         );
         assert_eq!(out, expected);
         let legacy = {
-            let host = HostState::from_applied(text, &[]);
+            let host = HostState::derived_from_file(text, &[]);
             let config = parse_interfaces(text, &host);
             write_interfaces(&config, &WriteOptions { ifupdown2: false }).unwrap()
         };

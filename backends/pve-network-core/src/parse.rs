@@ -6,13 +6,13 @@
 //! address/netmask/CIDR normalisation. Kernel information comes from a
 //! [`HostState`] instead of `ip link`.
 
-use super::model::{
-    Config, HostState, Iface, Value, alias_parent, is_perl_space, netmask_bits, perl_split_ws,
-    vlan_dot_parent,
+use crate::links::HostState;
+use crate::model::{
+    Config, Iface, Value, alias_parent, is_perl_space, netmask_bits, perl_split_ws, vlan_dot_parent,
 };
 
 /// Bonding modes by their numeric ifenslave id; PVE always stores the name.
-pub(crate) const BOND_MODES: [(&str, &str); 7] = [
+pub const BOND_MODES: [(&str, &str); 7] = [
     ("balance-rr", "0"),
     ("active-backup", "1"),
     ("balance-xor", "2"),
@@ -352,7 +352,7 @@ fn apply_option(
 }
 
 /// OVS options (`k=v` pairs) in their original order.
-pub(crate) fn parse_ovs_options(data: &str) -> Vec<(String, String)> {
+pub fn parse_ovs_options(data: &str) -> Vec<(String, String)> {
     let mut opts: Vec<(String, String)> = Vec::new();
     for kv in perl_split_ws(data) {
         let Some((k, v)) = kv.split_once('=') else {
@@ -390,7 +390,7 @@ fn extract_ovs_option(d: &mut Iface, name: &str) -> Option<String> {
 }
 
 /// Set (truthy value) or delete (`None`/falsy) keys in `ovs_options`.
-pub(crate) fn set_ovs_option(d: &mut Iface, key: &str, value: Option<&str>) {
+pub fn set_ovs_option(d: &mut Iface, key: &str, value: Option<&str>) {
     let mut opts = parse_ovs_options(&d.text("ovs_options"));
     match value {
         Some(v) if Value::str(v).is_true() => {
@@ -458,14 +458,21 @@ fn inherit_exists(config: &mut Config, name: &str, parent: &str) {
 /// Everything PVE does after reading the lines: kernel flags, `lo`, type
 /// inference, CIDR normalisation, defaults and the `allow-BRIDGE` clean-up.
 fn finish(config: &mut Config, host: &HostState) {
-    for nic in &host.physical_nics {
+    // A physical NIC marks its stanza as existing, or the stanza of one of
+    // its altnames when the file uses that name.
+    for link in host.physical() {
+        let target = link
+            .altnames
+            .iter()
+            .find(|a| config.ifaces.contains_key(a.as_str()))
+            .unwrap_or(&link.name);
         config
             .ifaces
-            .entry(nic.clone())
+            .entry(target.clone())
             .or_default()
             .set("exists", Value::Int(1));
     }
-    for name in &host.active {
+    for name in host.active() {
         if let Some(d) = config.ifaces.get_mut(name) {
             d.set("active", Value::Int(1));
         }
@@ -596,7 +603,9 @@ fn infer_type(config: &mut Config, host: &HostState, name: &str) {
         }
         let raw = d.text("vlan-raw-device");
         inherit_exists(config, name, &raw);
-    } else if host.physical_nics.contains(name) || super::model::is_physical_nic(name) {
+    } else if host.resolve(name).is_some_and(|l| l.is_physical())
+        || crate::model::is_physical_nic(name)
+    {
         if !d.truthy("ovs_type") {
             d.set_str("type", "eth");
         } else if d.is("ovs_type", "OVSPort") {
@@ -654,7 +663,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Config {
-        let host = HostState::from_applied(text, &[]);
+        let host = HostState::derived_from_file(text, &[]);
         parse_interfaces(text, &host)
     }
 
