@@ -21,7 +21,6 @@ pub mod metrics;
 pub mod phase;
 pub mod proxy;
 pub mod redact;
-pub mod sd_notify;
 pub mod server;
 pub mod stack;
 pub mod telemetry;

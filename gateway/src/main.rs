@@ -190,12 +190,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        pve_network_migration::sd_notify::notify("READY=1");
+        pve_migration_certs::sd_notify::notify("READY=1");
         if let Err(e) = wait_for_stop_signal(&gateway).await {
             eprintln!("pve-network-migration: cannot install signal handlers: {e}");
             return ExitCode::from(1);
         }
-        pve_network_migration::sd_notify::notify("STOPPING=1");
+        pve_migration_certs::sd_notify::notify("STOPPING=1");
         gateway.stop_accepting().await;
         tracing::info!("stopped accepting connections, draining in-flight requests");
         let report = gateway.shutdown().await;
@@ -220,10 +220,10 @@ async fn wait_for_stop_signal(gateway: &Gateway) -> std::io::Result<()> {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => {
-                pve_network_migration::sd_notify::notify("RELOADING=1");
+                pve_migration_certs::sd_notify::notify("RELOADING=1");
                 tracing::info!("SIGHUP: reloading configuration, certificate and access policy; reopening migration.log");
                 gateway.reload().await;
-                pve_network_migration::sd_notify::notify("READY=1");
+                pve_migration_certs::sd_notify::notify("READY=1");
             }
         }
     }

@@ -195,13 +195,7 @@ pub struct Gateway {
 
 /// The TLS settings pveproxy clients expect: TLS 1.2 and 1.3, ALPN h2 + http/1.1.
 fn server_tls(resolver: Arc<ReloadingCertResolver>) -> ServerConfig {
-    let mut config = ServerConfig::builder_with_provider(pve_migration_certs::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config
+    pve_migration_certs::server_config(resolver)
 }
 
 impl Gateway {

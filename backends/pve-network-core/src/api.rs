@@ -545,6 +545,77 @@ fn create_props() -> Vec<Prop> {
         .collect()
 }
 
+/// The parameter schema of an operation (path parameters included).
+pub fn schema_of(op: Operation) -> Vec<Prop> {
+    match op {
+        Operation::List => vec![NODE, Prop::string("type").one_of(&LIST_TYPE_FILTERS)],
+        Operation::Get | Operation::Delete => vec![NODE, IFACE],
+        Operation::Create => create_props(),
+        Operation::Update => CONFIG_PROPS.to_vec(),
+        Operation::Revert => vec![NODE],
+        Operation::Apply => vec![NODE, Prop::boolean("regenerate-frr")],
+    }
+}
+
+/// The parameters of a request as the operations take them: PVE's legacy
+/// normalisation joins repeated values of `-list` strings with `,`;
+/// undefined values count as absent.
+///
+/// # Errors
+///
+/// Values of another shape (repeated, JSON arrays or objects, undefined
+/// keys the schema does not know) are type or schema errors, reported
+/// together with every other parameter error of the request, as PVE's
+/// validator reports them.
+pub fn normalize_params(op: Operation, raw: &crate::params::RawParams) -> Result<Params, ApiError> {
+    use crate::params::ParamValue;
+    let schema = schema_of(op);
+    let mut params = Params::new();
+    let mut errors = BTreeMap::new();
+    for (key, value) in raw.iter() {
+        let prop = schema.iter().find(|p| p.name == key.as_str());
+        match (value, prop) {
+            (ParamValue::Str(s), _) => {
+                params.insert(key.clone(), s.clone());
+            }
+            (ParamValue::List(items), Some(p)) if p.joins_lists() => {
+                params.insert(key.clone(), items.join(","));
+            }
+            (ParamValue::List(_) | ParamValue::Object, Some(p)) => {
+                let got = if matches!(value, ParamValue::Object) {
+                    "HASH"
+                } else {
+                    "ARRAY"
+                };
+                errors.insert(
+                    key.clone(),
+                    format!("type check ('{}') failed - got {got}", p.type_name()),
+                );
+            }
+            (ParamValue::Undef, Some(_)) => {}
+            (_, None) => {
+                errors.insert(
+                    key.clone(),
+                    "property is not defined in schema and the schema does not allow additional properties"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok(params);
+    }
+    let rest: Params = params
+        .iter()
+        .filter(|(k, _)| !errors.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in verify(&rest, &schema) {
+        errors.entry(k).or_insert(v);
+    }
+    Err(ApiError::params(errors))
+}
+
 fn verified(params: &Params, props: &[Prop]) -> Result<(), ApiError> {
     let errors = verify(params, props);
     if errors.is_empty() {
@@ -1085,12 +1156,12 @@ const IFUPDOWN2_MIN: u64 = 100_000 + 2 * 1000 + 8 * 10;
 /// # Errors
 ///
 /// `you need ifupdown2 to reload network configuration` without the
-/// directory; `incompatible 'ifupdown2' package version '…'! Did you install
+/// directory; the error of running `ifreload -V`; `incompatible 'ifupdown2' package version '…'! Did you install
 /// from Proxmox repositories?` for a version before 1.2.8 or one that is not a
 /// Proxmox build (`pve`, `pmx` or `proxmox` in the Debian revision).
 pub fn check_ifupdown2(
     installed: bool,
-    version_line: impl FnOnce() -> Option<String>,
+    version_line: impl FnOnce() -> Result<Option<String>, ApiError>,
 ) -> Result<(), ApiError> {
     if !installed {
         return Err(ApiError::internal(
@@ -1102,7 +1173,7 @@ pub fn check_ifupdown2(
             "incompatible 'ifupdown2' package version '{v}'! Did you install from Proxmox repositories?"
         ))
     };
-    let line = version_line().unwrap_or_default();
+    let line = version_line()?.unwrap_or_default();
     // m/^\s*ifupdown2:(\S+)\s*$/
     let t = line.trim_matches(crate::model::is_perl_space);
     let Some(v) = t
@@ -1135,7 +1206,7 @@ pub fn check_ifupdown2(
 pub fn prepare_apply(
     host: &Host,
     params: &Params,
-    ifreload_version: impl FnOnce() -> Option<String>,
+    ifreload_version: impl FnOnce() -> Result<Option<String>, ApiError>,
 ) -> Result<ApplyRequest, ApiError> {
     verified(params, &[NODE, Prop::boolean("regenerate-frr")])?;
     let regenerate_frr = params.get("regenerate-frr").map(|v| v == "1");
@@ -1154,7 +1225,7 @@ pub fn apply(
     _files: &NetworkFiles,
     host: &Host,
     params: &Params,
-    ifreload_version: impl FnOnce() -> Option<String>,
+    ifreload_version: impl FnOnce() -> Result<Option<String>, ApiError>,
     task: &TaskInfo,
     opts: MutateOptions,
 ) -> Result<Outcome, ApiError> {

@@ -10,6 +10,7 @@
 //! * [`diff`]: the `changes` text (`diff -b -N -u` of the file and its pending
 //!   copy `interfaces.new`).
 //! * [`schema`]: PVE's JSON-schema parameter checks and their messages.
+//! * [`verify`]: the kernel compared with the configuration after an apply.
 //! * [`api`]: the API operations (list/get/create/update/delete/revert/apply)
 //!   as pure functions over the two files' contents, with PVE's validation and
 //!   messages, returning the answer and the file change to make.
@@ -89,6 +90,7 @@ pub mod model;
 pub mod params;
 pub mod parse;
 pub mod schema;
+pub mod verify;
 pub mod wire;
 pub mod write;
 

@@ -102,16 +102,10 @@ struct RawLinkInfo {
     info_kind: Option<String>,
     #[serde(default)]
     info_slave_kind: Option<String>,
+    /// Read only for VLANs: other kinds keep other things under the same
+    /// names (a VXLAN's `id` is a 24-bit VNI).
     #[serde(default)]
-    info_data: Option<RawInfoData>,
-}
-
-#[derive(Deserialize)]
-struct RawInfoData {
-    #[serde(default)]
-    id: Option<u16>,
-    #[serde(default)]
-    protocol: Option<String>,
+    info_data: Option<serde_json::Value>,
 }
 
 impl HostState {
@@ -136,7 +130,14 @@ impl HostState {
                 None => (None, None, None),
             };
             let (vlan_id, vlan_protocol) = match (&kind, data) {
-                (Some(k), Some(d)) if k == "vlan" => (d.id, d.protocol),
+                (Some(k), Some(d)) if k == "vlan" => (
+                    d.get("id")
+                        .and_then(serde_json::Value::as_u64)
+                        .and_then(|i| u16::try_from(i).ok()),
+                    d.get("protocol")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string),
+                ),
                 _ => (None, None),
             };
             let link = Link {
@@ -314,7 +315,9 @@ mod tests {
       {"ifindex":4,"ifname":"vmbr0","flags":["BROADCAST","MULTICAST","UP"],"mtu":1500,
        "link_type":"ether","linkinfo":{"info_kind":"bridge","info_data":{"stp_state":0}}},
       {"ifindex":5,"ifname":"eno2.30","link":"eno2","flags":["BROADCAST","MULTICAST"],"mtu":1500,
-       "link_type":"ether","linkinfo":{"info_kind":"vlan","info_data":{"protocol":"802.1Q","id":30}}}
+       "link_type":"ether","linkinfo":{"info_kind":"vlan","info_data":{"protocol":"802.1Q","id":30}}},
+      {"ifindex":6,"ifname":"vxlan100","flags":["UP"],"link_type":"ether",
+       "linkinfo":{"info_kind":"vxlan","info_data":{"id":1000100}}}
     ]"#;
 
     #[test]
@@ -323,7 +326,7 @@ mod tests {
         let phys: Vec<&str> = h.physical().map(|l| l.name.as_str()).collect();
         assert_eq!(phys, vec!["eno1", "eno2"]);
         let up: Vec<&str> = h.active().collect();
-        assert_eq!(up, vec!["eno1", "lo", "vmbr0"]);
+        assert_eq!(up, vec!["eno1", "lo", "vmbr0", "vxlan100"]);
         let eno1 = h.get("eno1").unwrap();
         assert_eq!(eno1.master.as_deref(), Some("vmbr0"));
         assert_eq!(eno1.slave_kind.as_deref(), Some("bridge"));

@@ -67,14 +67,12 @@ fn decode_urlencoded(data: &str, into: &mut BTreeMap<String, ParamValue>) {
         return;
     }
     for kv in data.split(['&', ';']) {
-        // Perl's split drops trailing empty fields, so "k=" has no value
-        // field and "k=v=w" keeps only "v".
-        let mut fields: Vec<&str> = kv.split('=').collect();
-        while fields.len() > 1 && fields.last().is_some_and(|f| f.is_empty()) {
-            fields.pop();
-        }
-        let k = fields.first().copied().unwrap_or("");
-        let v = fields.get(1).copied();
+        // `my ($k, $v) = split(/=/, $kv)`: Perl gives the split a limit of
+        // three, so "k=" has the empty value, "k" none, and "k=v=w" keeps
+        // only "v".
+        let mut fields = kv.splitn(3, '=');
+        let k = fields.next().unwrap_or("");
+        let v = fields.next();
         let key = String::from_utf8_lossy(&percent_decode(k)).into_owned();
         let value = match v {
             Some(v) => ParamValue::Str(String::from_utf8_lossy(&percent_decode(v)).into_owned()),

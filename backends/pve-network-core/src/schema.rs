@@ -70,6 +70,34 @@ pub struct Prop {
 }
 
 impl Prop {
+    /// The schema type's name in PVE's messages (`string`, `integer`,
+    /// `boolean`).
+    pub fn type_name(&self) -> &'static str {
+        match self.ty {
+            Ty::Str => "string",
+            Ty::Int => "integer",
+            Ty::Bool => "boolean",
+        }
+    }
+
+    /// Whether repeated values are joined with `,` before validation (a
+    /// string with a `-list` format, PVE's legacy array normalisation).
+    pub fn joins_lists(&self) -> bool {
+        self.ty == Ty::Str
+            && matches!(
+                self.fmt,
+                Some(
+                    Fmt::IfaceList
+                        | Fmt::ConfigIdList
+                        | Fmt::VlanIdOrRangeList
+                        | Fmt::NodeList
+                        | Fmt::IpList
+                        | Fmt::BgpRtList
+                        | Fmt::ConfigIdListStrict
+                )
+            )
+    }
+
     pub const fn new(name: &'static str, ty: Ty) -> Self {
         Self {
             name,
@@ -184,7 +212,7 @@ pub fn verify(params: &BTreeMap<String, String>, props: &[Prop]) -> BTreeMap<Str
                         add_error(
                             &mut errors,
                             req,
-                            format!("missing property - '{key}' requires this property"),
+                            format!("missing property required by '{key}'"),
                         );
                     }
             }
@@ -573,10 +601,7 @@ mod tests {
             &params(&[("iface", "eth0"), ("address", "10.0.0.1")]),
             &PROPS,
         );
-        assert_eq!(
-            e["netmask"],
-            "missing property - 'address' requires this property"
-        );
+        assert_eq!(e["netmask"], "missing property required by 'address'");
         let e = verify(
             &params(&[
                 ("iface", "eth0"),

@@ -122,8 +122,8 @@ fn host(st: &SimState) -> Host {
 }
 
 /// What the simulated `ifreload -V` prints.
-pub(crate) fn ifreload_version() -> Option<String> {
-    Some("ifupdown2:3.3.0-1+pmx9".to_string())
+pub(crate) fn ifreload_version() -> Result<Option<String>, ApiError> {
+    Ok(Some("ifupdown2:3.3.0-1+pmx9".to_string()))
 }
 
 /// Serves `/nodes/{node}/network[/{iface}]`.

@@ -487,7 +487,7 @@ fn create_parameter_errors() {
     );
     assert_eq!(
         param_err(&err, "netmask6"),
-        "missing property - 'address6' requires this property"
+        "missing property required by 'address6'"
     );
     assert_eq!(
         param_err(&err, "bogus"),
