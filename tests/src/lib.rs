@@ -3,6 +3,9 @@
 //! what came over the wire (status, reason phrase, headers, body bytes).
 //!
 //! A test needs one line to get a running system: `let rig = Rig::start().await;`.
+//! [`node`] builds a node root for the real Rust backend and runs it.
+
+pub mod node;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,6 +106,10 @@ pub struct RustOptions {
     pub down: bool,
     /// `[backends.rust] timeout_ms`.
     pub timeout_ms: Option<u64>,
+    /// The real backend (`pve-network-rs`, in-process on a node root)
+    /// instead of the Rust-flavour simulator; the Perl simulator then uses
+    /// the node root's interfaces file, lock and ticket keys.
+    pub real: bool,
 }
 
 /// A running system: CA, Perl simulator, gateway.
@@ -116,8 +123,12 @@ pub struct Rig {
     pub ca_path: PathBuf,
     /// The Perl-flavour simulator (absent with `perl_down`).
     pub perl: Option<SimHandle>,
-    /// The Rust-flavour simulator (with `rust`, unless `down`).
+    /// The Rust-flavour simulator (with `rust`, unless `down` or `real`).
     pub rust: Option<SimHandle>,
+    /// The node root of the real Rust backend (with `rust.real`).
+    pub node: Option<node::NodeRoot>,
+    /// The real Rust backend (with `rust.real`).
+    pub backend: Option<node::RustBackend>,
     /// The gateway.
     pub gateway: Gateway,
     /// The gateway's configuration (for restarts).
@@ -147,8 +158,16 @@ impl Rig {
         let gw = ca.issue(&["localhost", "127.0.0.1"]).expect("leaf");
         let gw_cert = (d.join("gw.pem"), d.join("gw.key"));
         gw.write(&gw_cert.0, &gw_cert.1).expect("write gw cert");
-        let interfaces = d.join("interfaces");
-        std::fs::write(&interfaces, INTERFACES).expect("write interfaces");
+        let real = opts.rust.as_ref().is_some_and(|r| r.real && !r.down);
+        let node = real.then(|| node::NodeRoot::create(&d.join("node"), INTERFACES));
+        let interfaces = match &node {
+            Some(n) => n.path("/etc/network/interfaces"),
+            None => {
+                let p = d.join("interfaces");
+                std::fs::write(&p, INTERFACES).expect("write interfaces");
+                p
+            }
+        };
 
         let (perl, perl_url) = if opts.perl_down {
             // Bind and drop: a port nothing listens on.
@@ -157,17 +176,28 @@ impl Rig {
             drop(l);
             (None, url)
         } else {
-            let sim = pve_sim::start(SimConfig::for_tests(sim_cert, sim_key, interfaces.clone()))
-                .await
-                .expect("start pve-sim");
+            let mut c = SimConfig::for_tests(sim_cert, sim_key, interfaces.clone());
+            c.pve_keys = node.as_ref().map(|n| n.path("/etc/pve"));
+            let sim = pve_sim::start(c).await.expect("start pve-sim");
             let url = sim.url();
             (Some(sim), url)
         };
 
+        let mut backend = None;
         let (rust, rust_toml) = match &opts.rust {
             None => (None, String::new()),
             Some(r) => {
-                let (sim, url) = if r.down {
+                let (sim, url) = if let Some(n) = &node {
+                    let b = node::RustBackend::start(
+                        n,
+                        "pve1",
+                        (&d.join("sim.pem"), &d.join("sim.key")),
+                    )
+                    .await;
+                    let url = b.url();
+                    backend = Some(b);
+                    (None, url)
+                } else if r.down {
                     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
                     let url = format!("https://{}", l.local_addr().expect("addr"));
                     drop(l);
@@ -255,6 +285,8 @@ shutdown_grace_ms = 10000
             ca_path,
             perl,
             rust,
+            node,
+            backend,
             gateway,
             config,
             gw_cert,

@@ -353,7 +353,13 @@ impl Backend {
                 Ok(out)
             }
             Operation::Create | Operation::Update | Operation::Delete => {
-                let _lock = netfs::lock(&net.lock, LOCK_TIMEOUT)?;
+                // a dry run changes nothing, so like a read it takes no lock
+                // (and creates no lock file)
+                let _lock = if dry_run {
+                    None
+                } else {
+                    Some(netfs::lock(&net.lock, LOCK_TIMEOUT)?)
+                };
                 let files = netfs::read(net)?;
                 let out = match op {
                     Operation::Create => ops::create(&files, &host, params, opts)?,

@@ -83,9 +83,18 @@ impl Server {
 
     /// Stops accepting and waits for open connections to finish their
     /// requests (at most `grace`).
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(grace, self.task).await;
+        let _ = tokio::time::timeout(grace, &mut self.task).await;
+    }
+}
+
+impl Drop for Server {
+    /// A server dropped without [`Server::shutdown`] stops at once (tests
+    /// that end early must not leave it serving).
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
     }
 }
 

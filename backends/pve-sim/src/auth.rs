@@ -83,6 +83,16 @@ pub struct Auth {
     key: hmac::Key,
     users: HashMap<String, String>,
     tokens: HashMap<String, String>,
+    pve: Option<PveKeys>,
+}
+
+/// A node's real ticket keys (`/etc/pve/priv/authkey.key`, `authkey.pub`,
+/// `priv/pve-www.key`): tickets and CSRF tokens then are PVE's own, so the
+/// Rust backend on the same node accepts them, as it accepts pveproxy's.
+struct PveKeys {
+    signer: pve_network_rs::auth::ticket::TicketSigner,
+    csrf_secret: String,
+    verifier: pve_network_rs::auth::Authenticator,
 }
 
 impl std::fmt::Debug for Auth {
@@ -151,7 +161,27 @@ impl Auth {
             key: hmac::Key::new(hmac::HMAC_SHA256, auth_key.as_bytes()),
             users: users.iter().cloned().collect(),
             tokens: tokens.iter().cloned().collect(),
+            pve: None,
         }
+    }
+
+    /// Issues and checks tickets with the node keys in `pve_dir` (a node's
+    /// `/etc/pve`) instead of the simulator's own key.
+    ///
+    /// # Errors
+    /// When `priv/authkey.key` or `priv/pve-www.key` cannot be read.
+    pub fn with_pve_keys(mut self, pve_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let key = std::fs::read(pve_dir.join("priv/authkey.key"))?;
+        let www = std::fs::read(pve_dir.join("priv/pve-www.key"))?;
+        self.pve = Some(PveKeys {
+            signer: pve_network_rs::auth::ticket::TicketSigner::from_pem(&key)
+                .map_err(anyhow::Error::msg)?,
+            csrf_secret: pve_network_rs::auth::ticket::csrf_secret(&www),
+            verifier: pve_network_rs::auth::Authenticator::new(
+                pve_network_rs::auth::AuthPaths::in_pve_dir(pve_dir),
+            ),
+        });
+        Ok(self)
     }
 
     fn sign(&self, data: &str) -> String {
@@ -160,6 +190,9 @@ impl Auth {
 
     /// A ticket for `user` issued at `ts`.
     pub fn ticket(&self, user: &str, ts: i64) -> String {
+        if let Some(pve) = &self.pve {
+            return pve.signer.ticket(user, ts);
+        }
         let plain = format!("PVE:{user}:{ts:08X}");
         let sig = self.sign(&plain);
         format!("{plain}::{sig}")
@@ -167,6 +200,9 @@ impl Auth {
 
     /// A CSRF prevention token for `user` issued at `ts`.
     pub fn csrf_token(&self, user: &str, ts: i64) -> String {
+        if let Some(pve) = &self.pve {
+            return pve_network_rs::auth::ticket::csrf_token(&pve.csrf_secret, user, ts);
+        }
         let sig = self.sign(&format!("{ts:08X}:{user}"));
         format!("{ts:08X}:{sig}")
     }
@@ -263,6 +299,15 @@ impl Auth {
             .next()
             .map(percent_decode)
             .ok_or(AuthError::NoTicket)?;
+        if let Some(pve) = &self.pve {
+            let creds = pve_network_rs::auth::Credentials::from_headers(headers);
+            return match pve.verifier.authenticate(method, &creds, now()) {
+                Ok(id) => Ok(Principal::User(id.userid)),
+                Err(pve_network_rs::auth::AuthFailure::BadCsrf) => Err(AuthError::InvalidCsrf),
+                Err(pve_network_rs::auth::AuthFailure::NoTicket) => Err(AuthError::NoTicket),
+                Err(pve_network_rs::auth::AuthFailure::Failed(_)) => Err(AuthError::InvalidTicket),
+            };
+        }
         let user = self.verify_ticket(&ticket)?;
         if *method != Method::GET && *method != Method::HEAD {
             let csrf = headers

@@ -53,6 +53,10 @@ struct Cli {
     /// missing-changes, different-error-message, mtu-as-string-typo, flags-omitted-when-false.
     #[arg(long = "diverge", value_name = "NAME")]
     diverge: Vec<String>,
+    /// A node's /etc/pve with its ticket keys (priv/authkey.key, authkey.pub,
+    /// priv/pve-www.key): logins then issue PVE's own tickets and CSRF tokens.
+    #[arg(long, value_name = "DIR")]
+    pve_keys: Option<PathBuf>,
     /// The SDN configuration directory (PVE's /etc/pve/sdn) [default: <interfaces>.sdn].
     #[arg(long, value_name = "DIR")]
     sdn_dir: Option<PathBuf>,
@@ -128,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|f| f.with_scope(cli.fault_scope))
             .collect(),
         control_secret: cli.control_secret.filter(|s| !s.is_empty()),
+        pve_keys: cli.pve_keys,
     };
     let faults: Vec<String> = config.faults.iter().map(ToString::to_string).collect();
     let sim = pve_sim::start(config).await?;

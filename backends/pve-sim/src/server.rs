@@ -82,6 +82,10 @@ pub struct SimConfig {
     /// The secret of the control endpoint `/_sim/faults`; `None` disables
     /// the endpoint (it answers 404).
     pub control_secret: Option<String>,
+    /// A node's `/etc/pve` with its real ticket keys: tickets and CSRF tokens
+    /// are then PVE's own (see [`crate::auth::Auth::with_pve_keys`]), so the
+    /// Rust backend on the same node accepts the simulator's logins.
+    pub pve_keys: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -117,6 +121,7 @@ impl SimConfig {
             sdn_dir: None,
             faults: Vec::new(),
             control_secret: None,
+            pve_keys: None,
         }
     }
 }
@@ -444,7 +449,12 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     let faults = FaultState::new(config.faults.clone(), config.seed);
     let refusing = faults.refusing();
     let state = Arc::new(SimState {
-        auth: Auth::new(&config.auth_key, &config.users, &config.tokens),
+        auth: match &config.pve_keys {
+            None => Auth::new(&config.auth_key, &config.users, &config.tokens),
+            Some(dir) => {
+                Auth::new(&config.auth_key, &config.users, &config.tokens).with_pve_keys(dir)?
+            }
+        },
         config: SimConfig {
             listen: addr,
             ..config

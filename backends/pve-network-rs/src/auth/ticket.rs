@@ -231,6 +231,69 @@ pub fn verify_ticket(
     Ok(data)
 }
 
+/// Creates tickets: PKCS#1 v1.5 signatures over SHA-1 with the cluster's
+/// private key (`/etc/pve/priv/authkey.key`), as PVE's login does.
+#[cfg(feature = "sign")]
+pub struct TicketSigner {
+    key: rsa::RsaPrivateKey,
+}
+
+#[cfg(feature = "sign")]
+impl std::fmt::Debug for TicketSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TicketSigner(..)")
+    }
+}
+
+#[cfg(feature = "sign")]
+impl TicketSigner {
+    /// From the PEM private key (`BEGIN RSA PRIVATE KEY` as PVE writes it, or
+    /// PKCS#8 `BEGIN PRIVATE KEY`).
+    ///
+    /// # Errors
+    ///
+    /// When the text holds no RSA private key.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rustls_pki_types::pem::{PemObject, SectionKind};
+        for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+            let (kind, der) = item.map_err(|e| format!("not a PEM file: {e}"))?;
+            let key = match kind {
+                SectionKind::RsaPrivateKey => rsa::RsaPrivateKey::from_pkcs1_der(&der)
+                    .map_err(|e| format!("not an RSA key: {e}"))?,
+                SectionKind::PrivateKey => rsa::RsaPrivateKey::from_pkcs8_der(&der)
+                    .map_err(|e| format!("not an RSA key: {e}"))?,
+                _ => continue,
+            };
+            return Ok(Self { key });
+        }
+        Err("no private key in the file".into())
+    }
+
+    /// A PVE signature over `message`.
+    pub fn signature(&self, message: &[u8]) -> Vec<u8> {
+        // DigestInfo of SHA-1 (RFC 8017 §9.2), then the hash
+        const SHA1_PREFIX: [u8; 15] = [
+            0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+            0x14,
+        ];
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, message);
+        let mut info = SHA1_PREFIX.to_vec();
+        info.extend_from_slice(digest.as_ref());
+        self.key
+            .sign(rsa::Pkcs1v15Sign::new_unprefixed(), &info)
+            .expect("a 2048+ bit key signs 35 bytes")
+    }
+
+    /// A ticket for `userid` issued at `time`.
+    pub fn ticket(&self, userid: &str, time: i64) -> String {
+        let plain = ticket_plain(userid, time);
+        assemble_ticket(&plain, &self.signature(plain.as_bytes()))
+    }
+}
+
 /// The text a ticket for `userid` at `time` signs.
 pub fn ticket_plain(userid: &str, time: i64) -> String {
     format!("PVE:{}:{time:08X}", userid.replace(':', "%3A"))
