@@ -159,7 +159,11 @@ impl Rig {
         let gw_cert = (d.join("gw.pem"), d.join("gw.key"));
         gw.write(&gw_cert.0, &gw_cert.1).expect("write gw cert");
         let real = opts.rust.as_ref().is_some_and(|r| r.real && !r.down);
-        let node = real.then(|| node::NodeRoot::create(&d.join("node"), INTERFACES));
+        let node = real.then(|| {
+            let n = node::NodeRoot::create(&d.join("node"), INTERFACES);
+            n.links_like_simulator(INTERFACES);
+            n
+        });
         let interfaces = match &node {
             Some(n) => n.path("/etc/network/interfaces"),
             None => {

@@ -46,6 +46,35 @@ pub const LINKS: &str = r#"[
 ]
 "#;
 
+/// `ip -details -json link show` output for a kernel view.
+pub fn links_json(state: &pve_network_core::HostState) -> String {
+    let links: Vec<serde_json::Value> = state
+        .links()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut flags = vec![if l.link_type == "loopback" {
+                "LOOPBACK"
+            } else {
+                "BROADCAST"
+            }];
+            if l.up {
+                flags.extend(["UP", "LOWER_UP"]);
+            }
+            let mut v = serde_json::json!({
+                "ifindex": i + 1,
+                "ifname": l.name,
+                "flags": flags,
+                "link_type": l.link_type,
+            });
+            if let Some(kind) = &l.kind {
+                v["linkinfo"] = serde_json::json!({ "info_kind": kind });
+            }
+            v
+        })
+        .collect();
+    serde_json::to_string_pretty(&links).expect("JSON") + "\n"
+}
+
 /// A PEM document of one DER object.
 pub fn pem(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -143,6 +172,14 @@ impl NodeRoot {
             signer: TicketSigner::from_pem(private.as_bytes()).expect("signer"),
             csrf_secret: ticket::csrf_secret(www.as_bytes()),
         }
+    }
+
+    /// Replaces `links.json` with the kernel view the simulator derives
+    /// from `applied` (so the real backend and a simulator on the same file
+    /// agree on `exists` and `active`).
+    pub fn links_like_simulator(&self, applied: &str) {
+        let state = pve_network_core::HostState::derived_from_file(applied, &[]);
+        std::fs::write(self.path("/links.json"), links_json(&state)).expect("links.json");
     }
 
     /// A host path on this root.
