@@ -33,7 +33,12 @@ fn missing_prerequisite() -> Option<String> {
     if !root {
         return Some("not root".into());
     }
-    for tool in ["/usr/bin/unshare", "/usr/sbin/ifreload", "/usr/sbin/ifquery", "/usr/bin/curl"] {
+    for tool in [
+        "/usr/bin/unshare",
+        "/usr/sbin/ifreload",
+        "/usr/sbin/ifquery",
+        "/usr/bin/curl",
+    ] {
         if !std::path::Path::new(tool).exists() {
             return Some(format!("{tool} is missing"));
         }
@@ -71,7 +76,10 @@ fn apply_runs_the_real_ifreload_in_a_namespace() {
         .status()
         .expect("cp");
     assert!(status.success());
-    let version = Command::new("/usr/sbin/ifreload").arg("-V").output().expect("ifreload -V");
+    let version = Command::new("/usr/sbin/ifreload")
+        .arg("-V")
+        .output()
+        .expect("ifreload -V");
     // "ifupdown2:3.0.0-1.1" → "ifupdown2:3.0.0-1+pmx": the same release,
     // the Debian revision replaced by one PVE's check accepts
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
@@ -113,7 +121,17 @@ exit 0
         secret = TOKEN_SECRET,
     );
     let mut child = Command::new("timeout")
-        .args(["120", "unshare", "-n", "-m", "--propagation", "private", "sh", "-c", &script])
+        .args([
+            "120",
+            "unshare",
+            "-n",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -150,12 +168,14 @@ exit 0
 
     let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
     assert_eq!(read("apply.status"), "200", "{}", read("apply.json"));
-    let upid = serde_json::from_str::<serde_json::Value>(&read("apply.json")).expect("JSON")["data"]
-        .as_str()
-        .expect("a UPID")
-        .to_string();
+    let upid =
+        serde_json::from_str::<serde_json::Value>(&read("apply.json")).expect("JSON")["data"]
+            .as_str()
+            .expect("a UPID")
+            .to_string();
     let u = pve_network_rs::task::Upid::decode(&upid).expect("UPID");
-    let log = std::fs::read_to_string(u.log_path(&node.path("/var/log/pve/tasks"))).expect("task log");
+    let log =
+        std::fs::read_to_string(u.log_path(&node.path("/var/log/pve/tasks"))).expect("task log");
     assert!(log.ends_with("TASK OK\n"), "{log}");
     assert_eq!(node.files(), (pending, None), "applied");
 
@@ -170,7 +190,9 @@ exit 0
     let ifquery = read("ifquery.txt");
     assert_eq!(read("ifquery.rc").trim(), "0", "{ifquery}");
     assert!(
-        ifquery.lines().any(|l| l.contains(&format!("address {ADDRESS}/32")) && l.ends_with("[pass]")),
+        ifquery
+            .lines()
+            .any(|l| l.contains(&format!("address {ADDRESS}/32")) && l.ends_with("[pass]")),
         "{ifquery}"
     );
     let backups = std::fs::read_dir(node.path("/var/lib/pve-network-rs/backups"))

@@ -266,6 +266,10 @@ pub struct NetworkFiles {
     pub interfaces: FileState,
     /// The pending copy all writes go to.
     pub pending: Option<FileState>,
+    /// The parse of exactly these files with the host's links, when the
+    /// caller keeps one (a daemon caching across requests, as PVE's daemons
+    /// keep theirs); see [`NetworkFiles::with_parsed`].
+    pub parsed: Option<std::sync::Arc<Config>>,
 }
 
 impl NetworkFiles {
@@ -277,7 +281,17 @@ impl NetworkFiles {
                 mtime,
             },
             pending: None,
+            parsed: None,
         }
+    }
+
+    /// These files with their parse for `host` done now and kept, so the
+    /// operations on them do not parse again.
+    pub fn with_parsed(mut self, host: &Host) -> Self {
+        self.parsed = None;
+        let config = self.read(host);
+        self.parsed = Some(std::sync::Arc::new(config));
+        self
     }
 
     /// The text PVE reads: the pending copy if there is one.
@@ -289,6 +303,9 @@ impl NetworkFiles {
 
     /// The configuration the API sees.
     pub fn read(&self, host: &Host) -> Config {
+        if let Some(parsed) = &self.parsed {
+            return (**parsed).clone();
+        }
         let links = host.link_state(&self.interfaces.text);
         parse_interfaces(self.effective_text(), &links)
     }
@@ -307,6 +324,7 @@ impl NetworkFiles {
 
     /// Perform a file change (`now` becomes the mtime of written files).
     pub fn apply_effect(&mut self, effect: &FileEffect, now: FileTime) {
+        self.parsed = None;
         match effect {
             FileEffect::WritePending(text) => {
                 self.pending = Some(FileState {
@@ -859,7 +877,7 @@ pub fn list(files: &NetworkFiles, host: &Host, params: &Params) -> Result<Outcom
         && filter != "include_sdn"
     {
         config.ifaces.retain(|_, d| {
-            let kind = d.kind();
+            let kind = d.kind().into_owned();
             let is_bridge = kind == "bridge" || kind == "OVSBridge";
             let bridge_match =
                 is_bridge && (filter == "any_bridge" || filter == "any_local_bridge");
@@ -1102,7 +1120,7 @@ pub fn delete(
     let Some(d) = ifaces.get(iface) else {
         return Err(ApiError::param("iface", "interface does not exist"));
     };
-    let kind = d.kind();
+    let kind = d.kind().into_owned();
     if (kind == "OVSIntPort" || kind == "OVSBond") && d.truthy("ovs_bridge") {
         let brname = d.text("ovs_bridge");
         if let Some(br) = ifaces.get_mut(&brname)

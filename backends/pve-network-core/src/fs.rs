@@ -179,6 +179,7 @@ pub fn read(paths: &NetworkPaths) -> Result<NetworkFiles, ApiError> {
     Ok(NetworkFiles {
         interfaces,
         pending,
+        parsed: None,
     })
 }
 

@@ -182,26 +182,26 @@ pub fn parse_interfaces(text: &str, host: &HostState) -> Config {
     // we try to keep the order of the file; 1 is reserved for lo
     let mut priority: i64 = 2;
     let mut idx = 0;
-    let mut redo: Option<String> = None;
+    let mut redo: Option<&str> = None;
 
     loop {
-        let line: String = match redo.take() {
+        let line: &str = match redo.take() {
             Some(l) => l,
             None => {
                 let Some(l) = lines.get(idx) else { break };
                 idx += 1;
-                (*l).to_string()
+                l
             }
         };
 
-        if ltrim(&line).starts_with('#') {
+        if ltrim(line).starts_with('#') {
             continue;
         }
 
-        let autostart_list = keyword_rest(&line, "allow-auto")
-            .or_else(|| keyword_rest(&line, "auto"))
-            .or_else(|| keyword_rest(&line, "allow-ovs"))
-            .or_else(|| keyword_rest(&line, "allow-hotplug"));
+        let autostart_list = keyword_rest(line, "allow-auto")
+            .or_else(|| keyword_rest(line, "auto"))
+            .or_else(|| keyword_rest(line, "allow-ovs"))
+            .or_else(|| keyword_rest(line, "allow-hotplug"));
         if let Some(rest) = autostart_list {
             for name in perl_split_ws(rest) {
                 config
@@ -213,7 +213,7 @@ pub fn parse_interfaces(text: &str, host: &HostState) -> Config {
             continue;
         }
 
-        if let Some(head) = match_iface_line(&line) {
+        if let Some(head) = match_iface_line(line) {
             let suffix = head
                 .family
                 .as_deref()
@@ -246,13 +246,13 @@ pub fn parse_interfaces(text: &str, host: &HostState) -> Config {
                         push_comment(d, comment);
                     }
                 } else if is_stanza_break(l) {
-                    redo = Some(l.to_string());
+                    redo = Some(l);
                     eof = false;
                     break;
                 } else if let Some((option, id, value)) = match_option(l) {
                     apply_option(d, &mut fam, suffix.as_deref(), option, id, value);
                 } else {
-                    redo = Some(l.to_string());
+                    redo = Some(l);
                     eof = false;
                     break;
                 }
@@ -270,7 +270,7 @@ pub fn parse_interfaces(text: &str, host: &HostState) -> Config {
         }
 
         if line.contains(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-            config.options.push((priority, line));
+            config.options.push((priority, line.to_string()));
             priority += 1;
         }
     }

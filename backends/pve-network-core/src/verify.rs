@@ -128,7 +128,7 @@ fn kind_of(link: &crate::links::Link) -> String {
 }
 
 fn expected_kind(d: &Iface) -> Option<&'static str> {
-    match d.kind().as_str() {
+    match d.kind().as_ref() {
         "bridge" => Some("bridge"),
         "bond" => Some("bond"),
         "vlan" => Some("vlan"),

@@ -113,9 +113,132 @@ pub fn success_members(format: Format, mut members: Map<String, J>) -> WireRespo
     }
 }
 
-/// The answer to a successful operation.
+/// JSON string escaping as serde_json (and Perl's JSON::XS) write it:
+/// `\"`, `\\`, `\b \f \n \r \t`, other control characters as `\u00XX`,
+/// everything else (UTF-8 included) as is.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+fn push_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Str(s) => push_json_str(out, s),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Null => out.push_str("null"),
+        Value::List(l) => {
+            out.push('[');
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                match x {
+                    Some(s) => push_json_str(out, s),
+                    None => out.push_str("null"),
+                }
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// One interface object, keys sorted, `iface` among them for list entries.
+fn push_interface(out: &mut String, name: Option<&str>, d: &Iface) {
+    out.push('{');
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+    };
+    let mut pending_name = name;
+    for (k, v) in d.iter() {
+        if let Some(n) = pending_name
+            && k.as_str() > "iface"
+        {
+            sep(out);
+            out.push_str("\"iface\":");
+            push_json_str(out, n);
+            pending_name = None;
+        }
+        if name.is_some() && k == "iface" {
+            continue; // the list's own key wins, as in PVE's hash_to_array
+        }
+        sep(out);
+        push_json_str(out, k);
+        out.push(':');
+        push_value(out, v);
+    }
+    if let Some(n) = pending_name {
+        sep(out);
+        out.push_str("\"iface\":");
+        push_json_str(out, n);
+    }
+    out.push('}');
+}
+
+fn push_data(out: &mut String, data: &ResponseData) {
+    match data {
+        ResponseData::Null => out.push_str("null"),
+        ResponseData::Upid(u) => push_json_str(out, u),
+        ResponseData::Object(d) => push_interface(out, None, d),
+        ResponseData::List(items) => {
+            out.push('[');
+            for (i, (name, d)) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_interface(out, Some(name), d);
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// The answer to a successful operation (written directly, keys sorted:
+/// the same text as [`success_members`] of [`outcome_members`], without
+/// building a JSON tree first — a 200-interface list is the hot path).
 pub fn success(format: Format, outcome: &Outcome) -> WireResponse {
-    success_members(format, outcome_members(outcome))
+    let mut body = String::with_capacity(256);
+    body.push('{');
+    if let Some(c) = &outcome.changes {
+        body.push_str("\"changes\":");
+        push_json_str(&mut body, c);
+        body.push(',');
+    }
+    body.push_str("\"data\":");
+    push_data(&mut body, &outcome.data);
+    if format == Format::Extjs {
+        body.push_str(",\"success\":1");
+    }
+    body.push('}');
+    WireResponse {
+        status: 200,
+        reason: "OK".into(),
+        body,
+    }
 }
 
 /// The reason phrase pveproxy makes of a message: its first line.
@@ -197,6 +320,40 @@ mod tests {
         );
         let r = success(Format::Extjs, &out);
         assert!(r.body.ends_with(r#","success":1}"#), "{}", r.body);
+    }
+
+    #[test]
+    fn direct_writer_equals_the_json_tree() {
+        let mut odd = bridge();
+        odd.set_str(
+            "comments",
+            "quote \" backslash \\ tab \t nl \n bell \u{7} é",
+        );
+        odd.set("families", Value::List(vec![None, Some("inet6".into())]));
+        odd.set("exists", Value::Null);
+        odd.set_str("zz", "last");
+        odd.set_str("a", "first");
+        for data in [
+            ResponseData::List(vec![("vmbr0".into(), bridge()), ("x".into(), odd.clone())]),
+            ResponseData::Object(odd.clone()),
+            ResponseData::Upid("UPID:pve:1:2:3:srvreload:networking:root@pam:".into()),
+            ResponseData::Null,
+        ] {
+            for changes in [None, Some("--- a\n+b\t\"\n".to_string())] {
+                let out = Outcome {
+                    data: data.clone(),
+                    changes,
+                    effect: None,
+                    dry_run: false,
+                };
+                for f in [Format::Json, Format::Extjs] {
+                    assert_eq!(
+                        success(f, &out).body,
+                        success_members(f, outcome_members(&out)).body
+                    );
+                }
+            }
+        }
     }
 
     #[test]

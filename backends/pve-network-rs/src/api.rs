@@ -113,6 +113,7 @@ pub struct Backend {
     auth: Authenticator,
     guard: PhaseGuard,
     tasks: TaskSpawner,
+    cache: crate::snapshot::SnapshotCache,
 }
 
 fn now() -> i64 {
@@ -197,6 +198,7 @@ impl Backend {
             paths,
             links,
             tasks,
+            cache: crate::snapshot::SnapshotCache::new(),
         }
     }
 
@@ -307,14 +309,8 @@ impl Backend {
         }
     }
 
-    fn host(&self) -> Result<Host, ApiError> {
-        let links = self.links.read().map_err(ApiError::internal)?;
-        Ok(Host {
-            node: self.node.clone(),
-            links: pve_network_core::Links::Known(links),
-            ifupdown2: self.paths.has_ifupdown2(),
-            openvswitch: self.paths.has_openvswitch(),
-        })
+    fn snapshot(&self) -> Result<Arc<crate::snapshot::Snapshot>, ApiError> {
+        self.cache.load(&self.node, &self.paths, &self.links)
     }
 
     fn run(
@@ -329,20 +325,19 @@ impl Backend {
         let net = &self.paths.network;
         let opts = MutateOptions { dry_run };
         let iface = iface.unwrap_or("");
-        let host = self.host()?;
         match op {
             Operation::List => {
-                let files = netfs::read(net)?;
-                let mut out = ops::list(&files, &host, params)?;
-                out.changes = crate::diff::changes(&self.paths, &files);
-                self.decorate_list(&mut out, &host, user, users);
+                let snap = self.snapshot()?;
+                let mut out = ops::list(&snap.files, &snap.host, params)?;
+                out.changes = snap.changes(|f| crate::diff::changes(&self.paths, f));
+                self.decorate_list(&mut out, &snap.host, user, users);
                 Ok(out)
             }
             Operation::Get => {
-                let files = netfs::read(net)?;
-                let mut out = ops::get(&files, &host, iface, params)?;
+                let snap = self.snapshot()?;
+                let mut out = ops::get(&snap.files, &snap.host, iface, params)?;
                 if let (ResponseData::Object(d), pve_network_core::Links::Known(links)) =
-                    (&mut out.data, &host.links)
+                    (&mut out.data, &snap.host.links)
                     && let Some(names) = links.altnames_of(iface)
                 {
                     d.set(
@@ -360,24 +355,26 @@ impl Backend {
                 } else {
                     Some(netfs::lock(&net.lock, LOCK_TIMEOUT)?)
                 };
-                let files = netfs::read(net)?;
+                let snap = self.snapshot()?;
+                let (files, host) = (&snap.files, &snap.host);
                 let out = match op {
-                    Operation::Create => ops::create(&files, &host, params, opts)?,
-                    Operation::Update => ops::update(&files, &host, iface, params, opts)?,
-                    _ => ops::delete(&files, &host, iface, params, opts)?,
+                    Operation::Create => ops::create(files, host, params, opts)?,
+                    Operation::Update => ops::update(files, host, iface, params, opts)?,
+                    _ => ops::delete(files, host, iface, params, opts)?,
                 };
                 self.commit(&out)?;
                 Ok(out)
             }
             Operation::Revert => {
-                let files = netfs::read(net)?;
-                let out = ops::revert(&files, &host, params, opts)?;
+                let snap = self.snapshot()?;
+                let out = ops::revert(&snap.files, &snap.host, params, opts)?;
                 self.commit(&out)?;
                 Ok(out)
             }
             Operation::Apply => {
+                let snap = self.snapshot()?;
                 let paths = &self.paths;
-                let request = ops::prepare_apply(&host, params, || {
+                let request = ops::prepare_apply(&snap.host, params, || {
                     crate::worker::ifreload_version(&paths.ifreload())
                 })?;
                 let upid = if dry_run {

@@ -11,8 +11,9 @@
 //!   task log and task lists;
 //! * [`server`]: HTTPS (HTTP/1.1 and h2) with pveproxy's response framing;
 //! * [`config`]: the daemon's flags and configuration file;
-//! * [`paths`], [`links`], [`diff`]: the host's files (under `--root`), the
-//!   kernel's links, the pending-changes diff.
+//! * [`paths`], [`links`], [`diff`], [`snapshot`]: the host's files (under
+//!   `--root`), the kernel's links, the pending-changes diff, and the parse
+//!   kept until the files change.
 
 pub mod api;
 pub mod apply;
@@ -23,5 +24,6 @@ pub mod guard;
 pub mod links;
 pub mod paths;
 pub mod server;
+pub mod snapshot;
 pub mod task;
 pub mod worker;

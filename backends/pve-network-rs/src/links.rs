@@ -24,7 +24,17 @@ impl LinkSource {
     /// PVE's message when `ip` fails (`command 'ip -details -json link show'
     /// failed: …`), or when the file is missing or not `ip`'s JSON.
     pub fn read(&self) -> Result<HostState, String> {
-        let text = match self {
+        let text = self.read_text()?;
+        HostState::from_ip_json(&text).map_err(|e| e.to_string())
+    }
+
+    /// The raw JSON (what [`LinkSource::read`] parses).
+    ///
+    /// # Errors
+    ///
+    /// As [`LinkSource::read`], before parsing.
+    pub fn read_text(&self) -> Result<String, String> {
+        Ok(match self {
             LinkSource::Kernel => {
                 let out = Command::new("ip")
                     .args(["-details", "-json", "link", "show"])
@@ -41,7 +51,6 @@ impl LinkSource {
             }
             LinkSource::File(p) => std::fs::read_to_string(p)
                 .map_err(|e| format!("unable to read links file '{}' - {e}", p.display()))?,
-        };
-        HostState::from_ip_json(&text).map_err(|e| e.to_string())
+        })
     }
 }

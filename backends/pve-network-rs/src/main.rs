@@ -16,6 +16,12 @@ use pve_network_rs::paths::HostPaths;
 use pve_network_rs::server::Server;
 use pve_network_rs::worker::{self, TaskSpawner, WORKER_COMMAND, WorkerArgs};
 
+// A list or a write allocates a few thousand small strings (one 200-interface
+// file parsed, validated, written, rendered); mimalloc halves the handler
+// time against glibc's allocator (docs/backend.md, "Performance").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Rust network API of a Proxmox VE node (node network interfaces,
 /// pending changes, apply), answering like PVE's Perl.
 #[derive(Debug, Parser)]

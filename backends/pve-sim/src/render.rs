@@ -529,7 +529,7 @@ impl NetworkInterface {
     pub fn from_iface(name: Option<&str>, d: &Iface) -> Self {
         let mut out = NetworkInterface {
             iface: name.map(str::to_string),
-            kind: Some(d.kind())
+            kind: Some(d.kind().into_owned())
                 .filter(|k| !k.is_empty())
                 .unwrap_or_else(|| "unknown".into()),
             ..Default::default()

@@ -267,8 +267,19 @@ pub fn permissions(cfg: &UserConfig, subject: &str, path: &str) -> BTreeSet<Stri
     privileges_of(cfg, &roles(cfg, subject, path))
 }
 
+/// Whether `subject` has everything on every path: `root@pam`, or a token of
+/// it without privilege separation.
+fn is_all_powerful(cfg: &UserConfig, subject: &str) -> bool {
+    subject == "root@pam"
+        || (split_tokenid(subject).is_some_and(|(owner, _)| owner == "root@pam")
+            && cfg.token(subject).is_some_and(|(_, t)| !t.privsep))
+}
+
 /// Whether `subject` has at least one of `privs` on `path`.
 pub fn has_any(cfg: &UserConfig, subject: &str, path: &str, privs: &[&str]) -> bool {
+    if is_all_powerful(cfg, subject) {
+        return true;
+    }
     let have = permissions(cfg, subject, path);
     privs.iter().any(|p| have.contains(*p))
 }
