@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::fmt::Write as _;
+
 use crate::model::{
     Config, Iface, Value, netmask_bits, perl_num, perl_split_newline, perl_split_ws, split_list,
     value_num, vlan_dot_parent,
@@ -553,9 +555,9 @@ fn print(
         if d.truthy("autostart") {
             if d.is("type", "OVSBridge") && !opts.ifupdown2 {
                 // `auto` would race with systemd's ifup@.service
-                raw.push_str(&format!("allow-ovs {name}\n"));
+                let _ = write!(raw, "allow-ovs {name}\n");
             } else {
-                raw.push_str(&format!("auto {name}\n"));
+                let _ = write!(raw, "auto {name}\n");
             }
         }
 
@@ -646,7 +648,7 @@ fn interface_to_string(
 
     let mut raw = format!("iface {name}");
     if let (Some(f), Some(sfx)) = (family, suffix) {
-        raw.push_str(&format!(" {f} {}", d.text(&format!("method{sfx}"))));
+        let _ = write!(raw, " {f} {}", d.text(&format!("method{sfx}")));
     }
     raw.push('\n');
 
@@ -666,11 +668,11 @@ fn interface_to_string(
                     addr = format!("{addr}/{bits}");
                 }
             }
-            raw.push_str(&format!("\taddress {addr}\n"));
+            let _ = write!(raw, "\taddress {addr}\n");
         }
         let gkey = format!("gateway{sfx}");
         if d.truthy(&gkey) {
-            raw.push_str(&format!("\tgateway {}\n", d.text(&gkey)));
+            let _ = write!(raw, "\tgateway {}\n", d.text(&gkey));
         }
     };
     match suffix {
@@ -681,7 +683,8 @@ fn interface_to_string(
         }
     }
 
-    let mut done: BTreeSet<&str> = DONE_ALWAYS.into_iter().collect();
+    // a short list scanned linearly: cheaper than building a set per stanza
+    let mut done: Vec<&str> = DONE_ALWAYS.to_vec();
     let kind = d.kind().into_owned();
 
     if !first_block {
@@ -692,20 +695,20 @@ fn interface_to_string(
         } else {
             "none".to_string()
         };
-        raw.push_str(&format!("\tbridge-ports {ports}\n"));
+        let _ = write!(raw, "\tbridge-ports {ports}\n");
         let stp = if d.defined("bridge_stp") {
             d.text("bridge_stp")
         } else {
             "off".to_string()
         };
         let no_stp = stp == "off";
-        raw.push_str(&format!("\tbridge-stp {stp}\n"));
+        let _ = write!(raw, "\tbridge-stp {stp}\n");
         // the forward delay must be 2 <= FD <= 30 if STP is enabled
         if d.defined("bridge_fd") {
             let fd = d.text("bridge_fd");
             let n = perl_num(&fd);
             if no_stp || (2.0..=30.0).contains(&n) {
-                raw.push_str(&format!("\tbridge-fd {fd}\n"));
+                let _ = write!(raw, "\tbridge-fd {fd}\n");
             }
             // else: PVE warns and drops the value
         } else if no_stp {
@@ -718,10 +721,10 @@ fn interface_to_string(
             } else {
                 "2-4094".to_string()
             };
-            raw.push_str(&format!("\tbridge-vids {vids}\n"));
+            let _ = write!(raw, "\tbridge-vids {vids}\n");
         }
         if d.truthy("mtu") {
-            raw.push_str(&format!("\tmtu {}\n", d.text("mtu")));
+            let _ = write!(raw, "\tmtu {}\n", d.text("mtu"));
         }
         done.extend([
             "bridge_ports",
@@ -742,33 +745,33 @@ fn interface_to_string(
         } else {
             "none".to_string()
         };
-        raw.push_str(&format!("\tbond-slaves {slaves}\n"));
+        let _ = write!(raw, "\tbond-slaves {slaves}\n");
         let miimon = if d.defined("bond_miimon") {
             d.text("bond_miimon")
         } else {
             "100".to_string()
         };
-        raw.push_str(&format!("\tbond-miimon {miimon}\n"));
+        let _ = write!(raw, "\tbond-miimon {miimon}\n");
         let mode = if d.defined("bond_mode") {
             d.text("bond_mode")
         } else {
             "balance-rr".to_string()
         };
-        raw.push_str(&format!("\tbond-mode {mode}\n"));
+        let _ = write!(raw, "\tbond-mode {mode}\n");
         if d.truthy("bond_mode")
             && d.truthy("bond_xmit_hash_policy")
             && (d.is("bond_mode", "balance-xor") || d.is("bond_mode", "802.3ad"))
         {
-            raw.push_str(&format!(
+            let _ = write!(raw, 
                 "\tbond-xmit-hash-policy {}\n",
                 d.text("bond_xmit_hash_policy")
-            ));
+            );
         }
         if d.is("bond_mode", "active-backup") && d.truthy("bond-primary") {
-            raw.push_str(&format!("\tbond-primary {}\n", d.text("bond-primary")));
+            let _ = write!(raw, "\tbond-primary {}\n", d.text("bond-primary"));
         }
         if d.truthy("mtu") {
-            raw.push_str(&format!("\tmtu {}\n", d.text("mtu")));
+            let _ = write!(raw, "\tmtu {}\n", d.text("mtu"));
         }
         done.extend([
             "slaves",
@@ -796,27 +799,27 @@ fn interface_to_string(
             "vxlan-local-tunnelip",
         ] {
             if d.defined(k) {
-                raw.push_str(&format!("\t{k} {}\n", d.text(k)));
+                let _ = write!(raw, "\t{k} {}\n", d.text(k));
             }
-            done.insert(k);
+            done.push(k);
         }
         if d.truthy("vxlan-remoteip") {
             for ip in d.list("vxlan-remoteip") {
-                raw.push_str(&format!("\tvxlan-remoteip {}\n", ip.unwrap_or_default()));
+                let _ = write!(raw, "\tvxlan-remoteip {}\n", ip.unwrap_or_default());
             }
-            done.insert("vxlan-remoteip");
+            done.push("vxlan-remoteip");
         }
         if d.truthy("mtu") {
-            raw.push_str(&format!("\tmtu {}\n", d.text("mtu")));
+            let _ = write!(raw, "\tmtu {}\n", d.text("mtu"));
         }
-        done.insert("mtu");
+        done.push("mtu");
     } else if kind == "OVSBridge" {
-        raw.push_str(&format!("\tovs_type {kind}\n"));
+        let _ = write!(raw, "\tovs_type {kind}\n");
         if d.truthy("ovs_ports") {
-            raw.push_str(&format!("\tovs_ports {}\n", d.text("ovs_ports")));
+            let _ = write!(raw, "\tovs_ports {}\n", d.text("ovs_ports"));
         }
         if d.truthy("mtu") {
-            raw.push_str(&format!("\tovs_mtu {}\n", d.text("mtu")));
+            let _ = write!(raw, "\tovs_mtu {}\n", d.text("mtu"));
         }
         done.extend(["ovs_type", "ovs_ports", "mtu"]);
     } else if OVS_PORT_TYPES.contains(&kind.as_str()) {
@@ -826,7 +829,7 @@ fn interface_to_string(
             let tag = d.text("ovs_tag");
             set_ovs_option(d, "tag", Some(&tag));
         }
-        done.insert("ovs_tag");
+        done.push("ovs_tag");
         if kind == "OVSBond" {
             if !d.truthy("bond_mode") {
                 d.set_str("bond_mode", "active-backup");
@@ -849,14 +852,14 @@ fn interface_to_string(
                     set_ovs_option(d, "bond_mode", Some(&mode));
                 }
             }
-            done.insert("bond_mode");
+            done.push("bond_mode");
             if d.truthy("ovs_bonds") {
-                raw.push_str(&format!("\tovs_bonds {}\n", d.text("ovs_bonds")));
+                let _ = write!(raw, "\tovs_bonds {}\n", d.text("ovs_bonds"));
             }
-            done.insert("ovs_bonds");
+            done.push("ovs_bonds");
         }
-        raw.push_str(&format!("\tovs_type {kind}\n"));
-        done.insert("ovs_type");
+        let _ = write!(raw, "\tovs_type {kind}\n");
+        done.push("ovs_type");
         if d.truthy("ovs_bridge") {
             let bridge = d.text("ovs_bridge");
             if ifupdown2 {
@@ -864,28 +867,28 @@ fn interface_to_string(
             } else {
                 raw = format!("allow-{bridge} {name}\n{raw}");
             }
-            raw.push_str(&format!("\tovs_bridge {bridge}\n"));
-            done.insert("ovs_bridge");
+            let _ = write!(raw, "\tovs_bridge {bridge}\n");
+            done.push("ovs_bridge");
         }
         if d.truthy("mtu") {
-            raw.push_str(&format!("\tovs_mtu {}\n", d.text("mtu")));
+            let _ = write!(raw, "\tovs_mtu {}\n", d.text("mtu"));
         }
-        done.insert("mtu");
+        done.push("mtu");
     }
 
     if first_block {
         // print other settings
         for (k, v) in d.iter() {
-            if done.contains(k.as_str()) || !v.is_true() {
+            if done.contains(&k.as_str()) || !v.is_true() {
                 continue;
             }
-            raw.push_str(&format!("\t{k} {}\n", v.to_perl_string()));
+            let _ = write!(raw, "\t{k} {}\n", v.to_perl_string());
         }
     }
 
     let add_options_comments = |raw: &mut String, d: &Iface, sfx: &str| {
         for opt in d.list(&format!("options{sfx}")) {
-            raw.push_str(&format!("\t{}\n", opt.unwrap_or_default()));
+            let _ = write!(raw, "\t{}\n", opt.unwrap_or_default());
         }
         let ckey = format!("comments{sfx}");
         let comments = if d.truthy(&ckey) {
@@ -894,7 +897,7 @@ fn interface_to_string(
             String::new()
         };
         for line in perl_split_newline(&comments) {
-            raw.push_str(&format!("#{line}\n"));
+            let _ = write!(raw, "#{line}\n");
         }
     };
     match suffix {

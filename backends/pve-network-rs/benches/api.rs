@@ -325,6 +325,7 @@ fn https_get_list(b: Bencher<'_, '_>) {
                 .header("authorization", TOKEN)
                 .body(Full::new(Bytes::new()))
                 .unwrap();
+            client.ready().await.unwrap();
             let resp = client.send_request(req).await.unwrap();
             assert_eq!(resp.status(), 200);
             resp.into_body().collect().await.unwrap().to_bytes().len()
