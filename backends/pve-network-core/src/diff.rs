@@ -57,6 +57,14 @@ impl FileTime {
     }
 }
 
+/// A Unix time as UTC calendar date and time: (year, month, day, hour,
+/// minute, second).
+pub fn utc_civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400) as u32;
+    (y, m, d, rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
 /// Days since the epoch to a proleptic Gregorian date (Howard Hinnant's
 /// algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

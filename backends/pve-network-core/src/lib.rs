@@ -98,7 +98,7 @@ pub use api::{
     ApiError, ApplyRequest, FileEffect, FileState, Host, Links, MutateOptions, NetworkFiles,
     Operation, Outcome, Params, ResponseData, TaskInfo,
 };
-pub use diff::{FileTime, interfaces_changes, unified_diff};
+pub use diff::{FileTime, interfaces_changes, unified_diff, utc_civil};
 pub use links::{HostState, Link, LinksError};
 pub use model::{Config, Iface, Value};
 pub use parse::parse_interfaces;

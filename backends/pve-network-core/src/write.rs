@@ -762,7 +762,8 @@ fn interface_to_string(
             && d.truthy("bond_xmit_hash_policy")
             && (d.is("bond_mode", "balance-xor") || d.is("bond_mode", "802.3ad"))
         {
-            let _ = write!(raw, 
+            let _ = write!(
+                raw,
                 "\tbond-xmit-hash-policy {}\n",
                 d.text("bond_xmit_hash_policy")
             );

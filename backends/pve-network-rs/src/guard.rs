@@ -23,58 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
+pub use pve_migration_phase::Phase;
 use pve_network_core::Operation;
 
 use crate::paths::HostPaths;
 
-/// The migration phases, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Perl serves everything.
-    PerlOnly,
-    /// Perl serves, Rust is mirrored (writes as dry runs).
-    Shadow,
-    /// Rust serves reads.
-    RustReadOnly,
-    /// Rust serves reads and configuration writes.
-    RustBasicWrite,
-    /// Rust serves everything, apply included.
-    RustFull,
-}
-
-impl Phase {
-    /// Every phase in order.
-    pub const ALL: [Phase; 5] = [
-        Phase::PerlOnly,
-        Phase::Shadow,
-        Phase::RustReadOnly,
-        Phase::RustBasicWrite,
-        Phase::RustFull,
-    ];
-
-    /// The name in `migration.toml`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::PerlOnly => "perl-only",
-            Phase::Shadow => "shadow",
-            Phase::RustReadOnly => "rust-read-only",
-            Phase::RustBasicWrite => "rust-basic-write",
-            Phase::RustFull => "rust-full",
-        }
-    }
-
-    /// The phase of a name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The lowest phase in which Rust carries out `op` for real.
-    pub fn needed_for(op: Operation) -> Option<Self> {
-        match op {
-            Operation::List | Operation::Get => None,
-            Operation::Apply => Some(Phase::RustFull),
-            _ => Some(Phase::RustBasicWrite),
-        }
+/// The lowest phase in which Rust carries out `op` for real.
+pub fn needed_for(op: Operation) -> Option<Phase> {
+    match op {
+        Operation::List | Operation::Get => None,
+        Operation::Apply => Some(Phase::RustFull),
+        _ => Some(Phase::RustBasicWrite),
     }
 }
 
@@ -148,9 +107,10 @@ impl PhaseGuard {
         let phase_at = |v: Option<&toml::Value>, key: &str| -> Result<Option<Phase>, String> {
             match v {
                 None => Ok(None),
-                Some(toml::Value::String(s)) => Phase::parse(s)
+                Some(toml::Value::String(s)) => s
+                    .parse::<Phase>()
                     .map(Some)
-                    .ok_or_else(|| format!("{file}: {key} = '{s}' is not a phase")),
+                    .map_err(|_| format!("{file}: {key} = '{s}' is not a phase")),
                 Some(_) => Err(format!("{file}: {key} must be a string")),
             }
         };
@@ -189,7 +149,7 @@ impl PhaseGuard {
             Ok(bytes) => {
                 let tripped = serde_json::from_slice::<serde_json::Value>(&bytes)
                     .ok()
-                    .and_then(|v| v.get("effective_phase")?.as_str().and_then(Phase::parse));
+                    .and_then(|v| v.get("effective_phase")?.as_str()?.parse::<Phase>().ok());
                 match tripped {
                     Some(p) => p.min(configured),
                     None => {
@@ -250,7 +210,7 @@ impl PhaseGuard {
     /// When the node's phase does not give `op` to Rust, or it cannot be
     /// told.
     pub fn allow(&self, op: Operation) -> Result<(), String> {
-        let Some(needed) = Phase::needed_for(op) else {
+        let Some(needed) = needed_for(op) else {
             return Ok(());
         };
         match self.standing() {
