@@ -555,9 +555,9 @@ fn print(
         if d.truthy("autostart") {
             if d.is("type", "OVSBridge") && !opts.ifupdown2 {
                 // `auto` would race with systemd's ifup@.service
-                let _ = write!(raw, "allow-ovs {name}\n");
+                let _ = writeln!(raw, "allow-ovs {name}");
             } else {
-                let _ = write!(raw, "auto {name}\n");
+                let _ = writeln!(raw, "auto {name}");
             }
         }
 
@@ -668,11 +668,11 @@ fn interface_to_string(
                     addr = format!("{addr}/{bits}");
                 }
             }
-            let _ = write!(raw, "\taddress {addr}\n");
+            let _ = writeln!(raw, "\taddress {addr}");
         }
         let gkey = format!("gateway{sfx}");
         if d.truthy(&gkey) {
-            let _ = write!(raw, "\tgateway {}\n", d.text(&gkey));
+            let _ = writeln!(raw, "\tgateway {}", d.text(&gkey));
         }
     };
     match suffix {
@@ -695,20 +695,20 @@ fn interface_to_string(
         } else {
             "none".to_string()
         };
-        let _ = write!(raw, "\tbridge-ports {ports}\n");
+        let _ = writeln!(raw, "\tbridge-ports {ports}");
         let stp = if d.defined("bridge_stp") {
             d.text("bridge_stp")
         } else {
             "off".to_string()
         };
         let no_stp = stp == "off";
-        let _ = write!(raw, "\tbridge-stp {stp}\n");
+        let _ = writeln!(raw, "\tbridge-stp {stp}");
         // the forward delay must be 2 <= FD <= 30 if STP is enabled
         if d.defined("bridge_fd") {
             let fd = d.text("bridge_fd");
             let n = perl_num(&fd);
             if no_stp || (2.0..=30.0).contains(&n) {
-                let _ = write!(raw, "\tbridge-fd {fd}\n");
+                let _ = writeln!(raw, "\tbridge-fd {fd}");
             }
             // else: PVE warns and drops the value
         } else if no_stp {
@@ -721,10 +721,10 @@ fn interface_to_string(
             } else {
                 "2-4094".to_string()
             };
-            let _ = write!(raw, "\tbridge-vids {vids}\n");
+            let _ = writeln!(raw, "\tbridge-vids {vids}");
         }
         if d.truthy("mtu") {
-            let _ = write!(raw, "\tmtu {}\n", d.text("mtu"));
+            let _ = writeln!(raw, "\tmtu {}", d.text("mtu"));
         }
         done.extend([
             "bridge_ports",
@@ -745,34 +745,34 @@ fn interface_to_string(
         } else {
             "none".to_string()
         };
-        let _ = write!(raw, "\tbond-slaves {slaves}\n");
+        let _ = writeln!(raw, "\tbond-slaves {slaves}");
         let miimon = if d.defined("bond_miimon") {
             d.text("bond_miimon")
         } else {
             "100".to_string()
         };
-        let _ = write!(raw, "\tbond-miimon {miimon}\n");
+        let _ = writeln!(raw, "\tbond-miimon {miimon}");
         let mode = if d.defined("bond_mode") {
             d.text("bond_mode")
         } else {
             "balance-rr".to_string()
         };
-        let _ = write!(raw, "\tbond-mode {mode}\n");
+        let _ = writeln!(raw, "\tbond-mode {mode}");
         if d.truthy("bond_mode")
             && d.truthy("bond_xmit_hash_policy")
             && (d.is("bond_mode", "balance-xor") || d.is("bond_mode", "802.3ad"))
         {
-            let _ = write!(
+            let _ = writeln!(
                 raw,
-                "\tbond-xmit-hash-policy {}\n",
+                "\tbond-xmit-hash-policy {}",
                 d.text("bond_xmit_hash_policy")
             );
         }
         if d.is("bond_mode", "active-backup") && d.truthy("bond-primary") {
-            let _ = write!(raw, "\tbond-primary {}\n", d.text("bond-primary"));
+            let _ = writeln!(raw, "\tbond-primary {}", d.text("bond-primary"));
         }
         if d.truthy("mtu") {
-            let _ = write!(raw, "\tmtu {}\n", d.text("mtu"));
+            let _ = writeln!(raw, "\tmtu {}", d.text("mtu"));
         }
         done.extend([
             "slaves",
@@ -800,27 +800,27 @@ fn interface_to_string(
             "vxlan-local-tunnelip",
         ] {
             if d.defined(k) {
-                let _ = write!(raw, "\t{k} {}\n", d.text(k));
+                let _ = writeln!(raw, "\t{k} {}", d.text(k));
             }
             done.push(k);
         }
         if d.truthy("vxlan-remoteip") {
             for ip in d.list("vxlan-remoteip") {
-                let _ = write!(raw, "\tvxlan-remoteip {}\n", ip.unwrap_or_default());
+                let _ = writeln!(raw, "\tvxlan-remoteip {}", ip.unwrap_or_default());
             }
             done.push("vxlan-remoteip");
         }
         if d.truthy("mtu") {
-            let _ = write!(raw, "\tmtu {}\n", d.text("mtu"));
+            let _ = writeln!(raw, "\tmtu {}", d.text("mtu"));
         }
         done.push("mtu");
     } else if kind == "OVSBridge" {
-        let _ = write!(raw, "\tovs_type {kind}\n");
+        let _ = writeln!(raw, "\tovs_type {kind}");
         if d.truthy("ovs_ports") {
-            let _ = write!(raw, "\tovs_ports {}\n", d.text("ovs_ports"));
+            let _ = writeln!(raw, "\tovs_ports {}", d.text("ovs_ports"));
         }
         if d.truthy("mtu") {
-            let _ = write!(raw, "\tovs_mtu {}\n", d.text("mtu"));
+            let _ = writeln!(raw, "\tovs_mtu {}", d.text("mtu"));
         }
         done.extend(["ovs_type", "ovs_ports", "mtu"]);
     } else if OVS_PORT_TYPES.contains(&kind.as_str()) {
@@ -855,11 +855,11 @@ fn interface_to_string(
             }
             done.push("bond_mode");
             if d.truthy("ovs_bonds") {
-                let _ = write!(raw, "\tovs_bonds {}\n", d.text("ovs_bonds"));
+                let _ = writeln!(raw, "\tovs_bonds {}", d.text("ovs_bonds"));
             }
             done.push("ovs_bonds");
         }
-        let _ = write!(raw, "\tovs_type {kind}\n");
+        let _ = writeln!(raw, "\tovs_type {kind}");
         done.push("ovs_type");
         if d.truthy("ovs_bridge") {
             let bridge = d.text("ovs_bridge");
@@ -868,11 +868,11 @@ fn interface_to_string(
             } else {
                 raw = format!("allow-{bridge} {name}\n{raw}");
             }
-            let _ = write!(raw, "\tovs_bridge {bridge}\n");
+            let _ = writeln!(raw, "\tovs_bridge {bridge}");
             done.push("ovs_bridge");
         }
         if d.truthy("mtu") {
-            let _ = write!(raw, "\tovs_mtu {}\n", d.text("mtu"));
+            let _ = writeln!(raw, "\tovs_mtu {}", d.text("mtu"));
         }
         done.push("mtu");
     }
@@ -883,13 +883,13 @@ fn interface_to_string(
             if done.contains(&k.as_str()) || !v.is_true() {
                 continue;
             }
-            let _ = write!(raw, "\t{k} {}\n", v.to_perl_string());
+            let _ = writeln!(raw, "\t{k} {}", v.to_perl_string());
         }
     }
 
     let add_options_comments = |raw: &mut String, d: &Iface, sfx: &str| {
         for opt in d.list(&format!("options{sfx}")) {
-            let _ = write!(raw, "\t{}\n", opt.unwrap_or_default());
+            let _ = writeln!(raw, "\t{}", opt.unwrap_or_default());
         }
         let ckey = format!("comments{sfx}");
         let comments = if d.truthy(&ckey) {
@@ -898,7 +898,7 @@ fn interface_to_string(
             String::new()
         };
         for line in perl_split_newline(&comments) {
-            let _ = write!(raw, "#{line}\n");
+            let _ = writeln!(raw, "#{line}");
         }
     };
     match suffix {
