@@ -115,6 +115,7 @@ struct RawTelemetry {
 struct RawShadow {
     max_in_flight: Option<usize>,
     timeout_ms: Option<u64>,
+    write_order_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     sample: Option<f64>,
 }
@@ -260,6 +261,10 @@ pub struct ShadowConfig {
     pub max_body_bytes: usize,
     /// Fraction of migrated requests mirrored, 0.0–1.0 (`sampled_out`).
     pub sample: f64,
+    /// How long a write waits for its dry-run copy's answer before it goes
+    /// to Perl anyway; past it the comparison is skipped (`raced`). The one
+    /// delay shadow work may add to a primary request.
+    pub write_order: Duration,
 }
 
 /// Where a tripped node goes.
@@ -738,6 +743,7 @@ impl<'a> Validator<'a> {
         let c = ShadowConfig {
             max_in_flight: raw.max_in_flight.unwrap_or(256),
             timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(2_000)),
+            write_order: Duration::from_millis(raw.write_order_ms.unwrap_or(250)),
             max_body_bytes: raw.max_body_bytes.unwrap_or(1 << 20),
             sample,
         };
@@ -749,6 +755,9 @@ impl<'a> Validator<'a> {
         }
         if c.timeout.is_zero() {
             return Err(self.invalid("shadow.timeout_ms", "must be greater than 0"));
+        }
+        if c.write_order.is_zero() {
+            return Err(self.invalid("shadow.write_order_ms", "must be greater than 0"));
         }
         Ok(c)
     }

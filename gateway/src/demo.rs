@@ -113,10 +113,7 @@ async fn setup(dir: &Path) -> anyhow::Result<Env> {
         c.flavor = flavor;
         c
     };
-    let mut perl_config = sim(pve_sim::Flavor::Perl);
-    // pveproxy hands writes to a forked pvedaemon worker: tens of milliseconds,
-    // in which a shadow dry-run reads the state the write starts from.
-    perl_config.faults = vec![Fault::parse("delay=25")?.writes_only()];
+    let perl_config = sim(pve_sim::Flavor::Perl);
     let sim_perl = pve_sim::start(perl_config)
         .await
         .context("starting the Perl-flavour pve-sim")?;

@@ -79,6 +79,9 @@ pub enum SkipReason {
     SampledOut,
     /// A backend failed without an HTTP answer (connection error…).
     BackendError,
+    /// A write's dry-run copy was not answered before the real write had to
+    /// go (`shadow.write_order_ms`): the two saw different states.
+    Raced,
 }
 
 impl SkipReason {
@@ -91,6 +94,7 @@ impl SkipReason {
             Self::UnsafeMethod => "unsafe_method",
             Self::SampledOut => "sampled_out",
             Self::BackendError => "backend_error",
+            Self::Raced => "raced",
         }
     }
 }

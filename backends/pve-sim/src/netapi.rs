@@ -180,7 +180,10 @@ pub(crate) async fn handle(
         tokio::task::spawn_blocking(move || -> Result<(Outcome, Flavour), (ApiError, Flavour)> {
             let fallback = || Flavour::rust_with(state.config.divergences.clone());
             let paths = NetworkPaths::for_file(&path);
-            let _lock = if op.mutates() {
+            // A dry run changes nothing: like a read it does not wait for the
+            // lock (it must answer from the state it finds, not from the one
+            // a write it waited for leaves behind).
+            let _lock = if op.mutates() && !opts.dry_run {
                 Some(fs::lock(&paths.lock, fs::LOCK_TIMEOUT).map_err(|e| (e, fallback()))?)
             } else {
                 None

@@ -61,6 +61,44 @@ use crate::proxy::{self, ClientInfo, DRY_RUN_HEADER};
 use crate::trace::TraceContext;
 use crate::upstream::{Upstream, UpstreamError};
 
+/// The Rust copy of a request shadowed behind Perl.
+enum Mirror {
+    /// Sent beside Perl's request (reads).
+    Running(tokio::task::JoinHandle<Result<Answer, CallError>>),
+    /// A write's dry-run copy, answered before Perl's write went.
+    Answered(Result<Result<Answer, CallError>, tokio::task::JoinError>),
+    /// A write's dry-run copy not answered by `shadow.write_order_ms`.
+    Raced(tokio::task::JoinHandle<Result<Answer, CallError>>),
+}
+
+impl Mirror {
+    fn abort(self) {
+        match self {
+            Mirror::Running(h) | Mirror::Raced(h) => h.abort(),
+            Mirror::Answered(_) => {}
+        }
+    }
+
+    /// The copy's answer, or why it is not compared; a raced one is still
+    /// awaited (its connection and slot are released normally).
+    async fn outcome(self) -> Result<Answer, SkipReason> {
+        let result = match self {
+            Mirror::Running(h) => h.await,
+            Mirror::Answered(r) => r,
+            Mirror::Raced(h) => {
+                let _ = h.await;
+                return Err(SkipReason::Raced);
+            }
+        };
+        match result {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(CallError::Timeout)) => Err(SkipReason::Timeout),
+            Ok(Err(CallError::TooLarge(..))) => Err(SkipReason::TooLarge),
+            Ok(Err(_)) | Err(_) => Err(SkipReason::BackendError),
+        }
+    }
+}
+
 /// Settings that a configuration reload may change.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -659,7 +697,12 @@ impl Engine {
         rust: &Upstream,
         dry_run: bool,
     ) -> Response<Body> {
-        // The mirror is sent first so a dry-run sees the state Perl's write starts from.
+        // Write ordering (docs/design.md, invariant 6): both backends read
+        // the same files, so a write's dry-run copy goes first and Perl's
+        // write only when Rust has answered it, or after
+        // `shadow.write_order_ms`; past the deadline the comparison is
+        // `skipped(raced)`, as its two answers saw different states. Reads
+        // are never held back.
         let mirror = match self.admit_shadow(&settings.shadow) {
             Ok(permit) => {
                 // Its own span in the request's trace, linked to the request:
@@ -689,14 +732,23 @@ impl Engine {
                 );
                 let rust = rust.clone();
                 let (timeout, cap) = (settings.shadow.timeout, settings.shadow.max_body_bytes);
-                Some(tokio::spawn(
+                let handle = tokio::spawn(
                     async move {
                         let r = call(&rust, req, timeout, cap).await;
                         drop(permit);
                         r
                     }
                     .instrument(span),
-                ))
+                );
+                Some(if dry_run {
+                    let mut handle = handle;
+                    match tokio::time::timeout(settings.shadow.write_order, &mut handle).await {
+                        Ok(done) => Mirror::Answered(done),
+                        Err(_) => Mirror::Raced(handle),
+                    }
+                } else {
+                    Mirror::Running(handle)
+                })
             }
             Err(reason) => {
                 self.skipped(&ctx, &settings, reason);
@@ -754,12 +806,7 @@ impl Engine {
                 Ok(tee::Copy::TooLarge) => Err(SkipReason::TooLarge),
                 Ok(tee::Copy::Aborted) | Err(_) => Err(SkipReason::BackendError),
             };
-            let rust = match mirror.await {
-                Ok(Ok(a)) => Ok(a),
-                Ok(Err(CallError::Timeout)) => Err(SkipReason::Timeout),
-                Ok(Err(CallError::TooLarge(..))) => Err(SkipReason::TooLarge),
-                Ok(Err(_)) | Err(_) => Err(SkipReason::BackendError),
-            };
+            let rust = mirror.outcome().await;
             let verdict = match (perl, rust) {
                 (Ok(p), Ok(r)) => {
                     let cmp = engine.compare_and_record(
