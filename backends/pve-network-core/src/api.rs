@@ -26,7 +26,7 @@ use crate::links::HostState;
 use crate::model::{Config, Iface, Value, perl_num, perl_split_ws, split_list};
 use crate::parse::parse_interfaces;
 use crate::schema::{Fmt, Prop, verify};
-use crate::write::{WriteOptions, write_interfaces};
+use crate::write::{WriteOptions, write_config_owned};
 
 /// Request parameters as they arrive in a form or JSON body (all strings).
 pub type Params = BTreeMap<String, String>;
@@ -659,8 +659,8 @@ fn handler_params(params: &Params, extracted: &[&str]) -> Iface {
         .collect()
 }
 
-fn write_config(config: &Config, host: &Host) -> Result<String, ApiError> {
-    write_interfaces(config, &host.write_options()).map_err(|e| ApiError::internal(e.0))
+fn write_config(config: Config, host: &Host) -> Result<String, ApiError> {
+    write_config_owned(config, &host.write_options()).map_err(|e| ApiError::internal(e.0))
 }
 
 // ---------------------------------------------------------------------------
@@ -1002,7 +1002,7 @@ pub fn create(
     }
 
     ifaces.insert(iface, param);
-    let text = write_config(&config, host)?;
+    let text = write_config(config, host)?;
     Ok(Outcome::mutation(
         ResponseData::Null,
         FileEffect::WritePending(text),
@@ -1097,7 +1097,7 @@ pub fn update(
     // parameters, so an updated list is written as given.
     check_bridge_vids(&param)?;
 
-    let text = write_config(&config, host)?;
+    let text = write_config(config, host)?;
     Ok(Outcome::mutation(
         ResponseData::Null,
         FileEffect::WritePending(text),
@@ -1134,7 +1134,7 @@ pub fn delete(
         }
     }
     ifaces.remove(iface);
-    let text = write_config(&config, host)?;
+    let text = write_config(config, host)?;
     Ok(Outcome::mutation(
         ResponseData::Null,
         FileEffect::WritePending(text),

@@ -73,31 +73,54 @@ const OVS_BOND_MODES: [&str; 4] = [
 
 /// Serialise a configuration like PVE's writer, including its checks.
 pub fn write_interfaces(config: &Config, opts: &WriteOptions) -> Result<String, WriteError> {
-    let mut ifaces = config.ifaces.clone();
-    check_and_fix(&mut ifaces, opts)?;
-    print(&mut ifaces, &config.options, opts)
+    write_config_owned(config.clone(), opts)
 }
 
-fn names(ifaces: &BTreeMap<String, Iface>) -> Vec<String> {
-    ifaces.keys().cloned().collect()
+/// [`write_interfaces`] for a configuration the caller no longer needs (the
+/// API's mutations), which saves copying every interface.
+pub fn write_config_owned(config: Config, opts: &WriteOptions) -> Result<String, WriteError> {
+    let Config {
+        mut ifaces,
+        options,
+        ..
+    } = config;
+    check_and_fix(&mut ifaces, opts)?;
+    print(&mut ifaces, &options, opts)
+}
+
+/// The names of the interfaces matching `pred`, for loops that change the map.
+fn names_where(ifaces: &BTreeMap<String, Iface>, pred: impl Fn(&Iface) -> bool) -> Vec<String> {
+    ifaces
+        .iter()
+        .filter(|(_, d)| pred(d))
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 fn check_mtu(ifaces: &BTreeMap<String, Iface>, parent: &str, child: &str) -> WResult<()> {
+    check_mtu_in(|n| ifaces.get(n), parent, child)
+}
+
+/// [`check_mtu`] over any lookup of interfaces by name.
+fn check_mtu_in<'a>(
+    get: impl Fn(&str) -> Option<&'a Iface>,
+    parent: &str,
+    child: &str,
+) -> WResult<()> {
     if !Value::str(parent).is_true() {
         return fail("check mtu - missing parent interface");
     }
     if !Value::str(child).is_true() {
         return fail("check mtu - missing child interface");
     }
-    let Some(cmtu) = ifaces
-        .get(child)
+    let Some(cmtu) = get(child)
         .and_then(|c| c.get("mtu"))
         .filter(|v| v.is_true())
     else {
         return Ok(());
     };
     let empty = Iface::new();
-    let parentdata = ifaces.get(parent).unwrap_or(&empty);
+    let parentdata = get(parent).unwrap_or(&empty);
     let mut pmtu = parentdata.get("mtu").cloned().unwrap_or(Value::Null);
     if parentdata.is("type", "bond") && !pmtu.is_true() {
         pmtu = cmtu.clone();
@@ -118,8 +141,7 @@ fn check_mtu(ifaces: &BTreeMap<String, Iface>, parent: &str, child: &str) -> WRe
 fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> WResult<()> {
     // cidr => address, and every port may only be used once
     let mut used_ports: BTreeMap<String, String> = BTreeMap::new();
-    for name in names(ifaces) {
-        let d = ifaces.get_mut(&name).expect("listed");
+    for (name, d) in ifaces.iter_mut() {
         let cidr = d.remove("cidr");
         let cidr6 = d.remove("cidr6");
         if !d.defined("address")
@@ -136,13 +158,13 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
         for k in ["bridge_ports", "ovs_ports", "slaves", "ovs_bonds"] {
             if d.truthy(k) {
                 ports.push(' ');
-                ports.push_str(&d.text(k));
+                ports.push_str(&d.text_ref(k));
             }
         }
         for p in split_list(&ports) {
             if let Some(other) = used_ports.get(&p)
                 && Value::str(other.clone()).is_true()
-                && *other != name
+                && other != name
             {
                 return fail(format!("port '{p}' is already used on interface '{other}'"));
             }
@@ -151,11 +173,7 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
     }
 
     // delete unused OVS ports
-    for name in names(ifaces) {
-        let Some(d) = ifaces.get(&name) else { continue };
-        if !OVS_PORT_TYPES.contains(&d.kind().as_ref()) {
-            continue;
-        }
+    for name in names_where(ifaces, |d| OVS_PORT_TYPES.contains(&d.kind().as_ref())) {
         let brname = used_ports
             .get(&name)
             .filter(|b| Value::str(b.as_str()).is_true());
@@ -177,11 +195,10 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
     }
 
     // create OVS bridge ports
-    for name in names(ifaces) {
+    for name in names_where(ifaces, |d| {
+        d.is("type", "OVSBridge") && d.truthy("ovs_ports")
+    }) {
         let d = &ifaces[&name];
-        if !(d.is("type", "OVSBridge") && d.truthy("ovs_ports")) {
-            continue;
-        }
         for p in perl_split_ws(&d.text("ovs_ports")) {
             let Some(n) = ifaces.get_mut(&p) else {
                 return fail(format!("OVS bridge '{name}' - unable to find port '{p}'"));
@@ -201,11 +218,8 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
     }
 
     // check OVS bond ports
-    for name in names(ifaces) {
+    for name in names_where(ifaces, |d| d.is("type", "OVSBond") && d.truthy("ovs_bonds")) {
         let d = &ifaces[&name];
-        if !(d.is("type", "OVSBond") && d.truthy("ovs_bonds")) {
-            continue;
-        }
         for p in perl_split_ws(&d.text("ovs_bonds")) {
             // PVE sets autostart on a fresh hash when the slave is missing, so
             // its "unable to find slave" check never fires; the type check does.
@@ -226,11 +240,8 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
     }
 
     // check bond
-    for name in names(ifaces) {
+    for name in names_where(ifaces, |d| d.is("type", "bond") && d.truthy("slaves")) {
         let d = &ifaces[&name];
-        if !(d.is("type", "bond") && d.truthy("slaves")) {
-            continue;
-        }
         let primary = d.truthy("bond-primary").then(|| d.text("bond-primary"));
         let mut primary_is_slave = false;
         for p in perl_split_ws(&d.text("slaves")) {
@@ -287,10 +298,7 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
     }
 
     // check vlan
-    for name in names(ifaces) {
-        if !ifaces[&name].is("type", "vlan") {
-            continue;
-        }
+    for name in names_where(ifaces, |d| d.is("type", "vlan")) {
         let (parent, vlanid) = if let Some((p, id)) = vlan_dot_parent(&name) {
             let d = ifaces.get_mut(&name).expect("listed");
             if d.truthy("vlan-raw-device") {
@@ -363,23 +371,27 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
         uplinks.insert(id, name.clone());
     }
 
-    // check bridge ports (on a copy: implicit VLAN ports are only assumed)
-    let mut copy = ifaces.clone();
+    // check bridge ports; implicit VLAN ports (and their missing parents) are
+    // only assumed, so they live in an overlay instead of a copy of the map
+    let mut assumed: BTreeMap<String, Iface> = BTreeMap::new();
     let mut bridgeports: BTreeMap<String, String> = BTreeMap::new();
     let mut bridges: BTreeSet<String> = BTreeSet::new();
-    for name in names(ifaces) {
-        let Some(d) = copy.get(&name) else { continue };
+    for (name, d) in ifaces.iter() {
         if !d.is("type", "bridge") {
             continue;
         }
-        for p in perl_split_ws(&d.text("bridge_ports")) {
+        for p in perl_split_ws(&d.text_ref("bridge_ports")) {
+            let known = |n: &str| ifaces.contains_key(n) || assumed.contains_key(n);
             if let Some((vlanparent, _)) = vlan_dot_parent(&p)
-                && !copy.contains_key(&p)
+                && !known(&p)
             {
-                let parent_mtu = copy
-                    .entry(vlanparent.to_string())
-                    .or_default()
-                    .get("mtu")
+                if !known(vlanparent) {
+                    assumed.insert(vlanparent.to_string(), Iface::new());
+                }
+                let parent_mtu = ifaces
+                    .get(vlanparent)
+                    .or_else(|| assumed.get(vlanparent))
+                    .and_then(|parent| parent.get("mtu"))
                     .cloned();
                 let mut v = Iface::new();
                 v.set_str("type", "vlan");
@@ -388,9 +400,9 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
                 if let Some(mtu) = parent_mtu.filter(Value::is_defined) {
                     v.set("mtu", mtu);
                 }
-                copy.insert(p.clone(), v);
+                assumed.insert(p.clone(), v);
             }
-            let Some(n) = copy.get(&p) else {
+            let Some(n) = ifaces.get(&p).or_else(|| assumed.get(&p)) else {
                 return fail(format!(
                     "bridge '{name}' - unable to find bridge port '{p}'"
                 ));
@@ -402,7 +414,7 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
                     "iface {p} - ip address can't be set on interface if bridged in {name}"
                 ));
             }
-            check_mtu(&copy, &p, &name)?;
+            check_mtu_in(|n| ifaces.get(n).or_else(|| assumed.get(n)), &p, name)?;
             bridgeports.insert(p, name.clone());
         }
         bridges.insert(name.clone());
@@ -426,7 +438,7 @@ fn check_and_fix(ifaces: &mut BTreeMap<String, Iface>, opts: &WriteOptions) -> W
             let vlan_aware = bridgeports
                 .get(name)
                 .filter(|b| bridges.contains(*b))
-                .and_then(|b| copy.get(b))
+                .and_then(|b| ifaces.get(b))
                 .is_some_and(|b| b.truthy("bridge_vlan_aware"));
             if !vlan_aware {
                 return fail(format!(
@@ -534,7 +546,8 @@ fn print(
     options: &[(i64, String)],
     opts: &WriteOptions,
 ) -> WResult<String> {
-    let mut raw = String::from(HEADER);
+    let mut raw = String::with_capacity(64 * 1024);
+    raw.push_str(HEADER);
     let mut options: std::collections::VecDeque<(i64, String)> = options.iter().cloned().collect();
 
     for name in sorted_names(ifaces) {
@@ -631,6 +644,22 @@ const DONE_ALWAYS: [&str; 22] = [
     "cidr",
 ];
 
+/// `"{base}{suffix}"` for a family's property, without allocating for the
+/// two families a file has in practice.
+fn family_key(base: &'static str, sfx: &str) -> std::borrow::Cow<'static, str> {
+    use std::borrow::Cow;
+    match (base, sfx) {
+        (_, "") => Cow::Borrowed(base),
+        ("method", "6") => Cow::Borrowed("method6"),
+        ("address", "6") => Cow::Borrowed("address6"),
+        ("netmask", "6") => Cow::Borrowed("netmask6"),
+        ("gateway", "6") => Cow::Borrowed("gateway6"),
+        ("options", "6") => Cow::Borrowed("options6"),
+        ("comments", "6") => Cow::Borrowed("comments6"),
+        _ => Cow::Owned(format!("{base}{sfx}")),
+    }
+}
+
 fn interface_to_string(
     name: &str,
     d: &mut Iface,
@@ -641,22 +670,22 @@ fn interface_to_string(
     let suffix = family.map(|f| f.strip_prefix("inet").unwrap_or(f));
     if let (Some(f), Some(sfx)) = (family, suffix)
         && Value::str(f).is_true()
-        && !d.truthy(&format!("method{sfx}"))
+        && !d.truthy(&family_key("method", sfx))
     {
         return Ok(String::new());
     }
 
     let mut raw = format!("iface {name}");
     if let (Some(f), Some(sfx)) = (family, suffix) {
-        let _ = write!(raw, " {f} {}", d.text(&format!("method{sfx}")));
+        let _ = write!(raw, " {f} {}", d.text_ref(&family_key("method", sfx)));
     }
     raw.push('\n');
 
     let add_addr = |raw: &mut String, d: &Iface, sfx: &str| {
-        let akey = format!("address{sfx}");
+        let akey = family_key("address", sfx);
         if d.truthy(&akey) {
             let mut addr = d.text(&akey);
-            let mkey = format!("netmask{sfx}");
+            let mkey = family_key("netmask", sfx);
             let has_cidr = addr
                 .rsplit_once('/')
                 .is_some_and(|(_, m)| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
@@ -670,9 +699,9 @@ fn interface_to_string(
             }
             let _ = writeln!(raw, "\taddress {addr}");
         }
-        let gkey = format!("gateway{sfx}");
+        let gkey = family_key("gateway", sfx);
         if d.truthy(&gkey) {
-            let _ = writeln!(raw, "\tgateway {}", d.text(&gkey));
+            let _ = writeln!(raw, "\tgateway {}", d.text_ref(&gkey));
         }
     };
     match suffix {
@@ -724,7 +753,7 @@ fn interface_to_string(
             let _ = writeln!(raw, "\tbridge-vids {vids}");
         }
         if d.truthy("mtu") {
-            let _ = writeln!(raw, "\tmtu {}", d.text("mtu"));
+            let _ = writeln!(raw, "\tmtu {}", d.text_ref("mtu"));
         }
         done.extend([
             "bridge_ports",
@@ -769,10 +798,10 @@ fn interface_to_string(
             );
         }
         if d.is("bond_mode", "active-backup") && d.truthy("bond-primary") {
-            let _ = writeln!(raw, "\tbond-primary {}", d.text("bond-primary"));
+            let _ = writeln!(raw, "\tbond-primary {}", d.text_ref("bond-primary"));
         }
         if d.truthy("mtu") {
-            let _ = writeln!(raw, "\tmtu {}", d.text("mtu"));
+            let _ = writeln!(raw, "\tmtu {}", d.text_ref("mtu"));
         }
         done.extend([
             "slaves",
@@ -800,7 +829,7 @@ fn interface_to_string(
             "vxlan-local-tunnelip",
         ] {
             if d.defined(k) {
-                let _ = writeln!(raw, "\t{k} {}", d.text(k));
+                let _ = writeln!(raw, "\t{k} {}", d.text_ref(k));
             }
             done.push(k);
         }
@@ -811,16 +840,16 @@ fn interface_to_string(
             done.push("vxlan-remoteip");
         }
         if d.truthy("mtu") {
-            let _ = writeln!(raw, "\tmtu {}", d.text("mtu"));
+            let _ = writeln!(raw, "\tmtu {}", d.text_ref("mtu"));
         }
         done.push("mtu");
     } else if kind == "OVSBridge" {
         let _ = writeln!(raw, "\tovs_type {kind}");
         if d.truthy("ovs_ports") {
-            let _ = writeln!(raw, "\tovs_ports {}", d.text("ovs_ports"));
+            let _ = writeln!(raw, "\tovs_ports {}", d.text_ref("ovs_ports"));
         }
         if d.truthy("mtu") {
-            let _ = writeln!(raw, "\tovs_mtu {}", d.text("mtu"));
+            let _ = writeln!(raw, "\tovs_mtu {}", d.text_ref("mtu"));
         }
         done.extend(["ovs_type", "ovs_ports", "mtu"]);
     } else if OVS_PORT_TYPES.contains(&kind.as_str()) {
@@ -855,7 +884,7 @@ fn interface_to_string(
             }
             done.push("bond_mode");
             if d.truthy("ovs_bonds") {
-                let _ = writeln!(raw, "\tovs_bonds {}", d.text("ovs_bonds"));
+                let _ = writeln!(raw, "\tovs_bonds {}", d.text_ref("ovs_bonds"));
             }
             done.push("ovs_bonds");
         }
@@ -872,7 +901,7 @@ fn interface_to_string(
             done.push("ovs_bridge");
         }
         if d.truthy("mtu") {
-            let _ = writeln!(raw, "\tovs_mtu {}", d.text("mtu"));
+            let _ = writeln!(raw, "\tovs_mtu {}", d.text_ref("mtu"));
         }
         done.push("mtu");
     }
@@ -888,10 +917,10 @@ fn interface_to_string(
     }
 
     let add_options_comments = |raw: &mut String, d: &Iface, sfx: &str| {
-        for opt in d.list(&format!("options{sfx}")) {
+        for opt in d.list(&family_key("options", sfx)) {
             let _ = writeln!(raw, "\t{}", opt.unwrap_or_default());
         }
-        let ckey = format!("comments{sfx}");
+        let ckey = family_key("comments", sfx);
         let comments = if d.truthy(&ckey) {
             d.text(&ckey)
         } else {

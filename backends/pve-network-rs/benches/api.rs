@@ -206,10 +206,8 @@ fn core_list(b: Bencher<'_, '_>) {
     });
 }
 
-#[divan::bench]
-fn core_create(b: Bencher<'_, '_>) {
-    let (files, host) = (files(), host());
-    let params: Params = [
+fn create_params() -> Params {
+    [
         ("iface", "vmbr99"),
         ("type", "bridge"),
         ("bridge_ports", "eno100"),
@@ -217,7 +215,22 @@ fn core_create(b: Bencher<'_, '_>) {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    .collect()
+}
+
+/// Parse, validate and write the new file, in memory.
+#[divan::bench]
+fn core_create(b: Bencher<'_, '_>) {
+    let (files, host, params) = (files(), host(), create_params());
+    b.bench(|| api::create(black_box(&files), &host, &params, MutateOptions::default()).unwrap());
+}
+
+/// The same with the parse cached, as the daemon has it: validation and
+/// writing only.
+#[divan::bench]
+fn core_create_cached(b: Bencher<'_, '_>) {
+    let (host, params) = (host(), create_params());
+    let files = files().with_parsed(&host);
     b.bench(|| api::create(black_box(&files), &host, &params, MutateOptions::default()).unwrap());
 }
 
