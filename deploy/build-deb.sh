@@ -26,6 +26,8 @@ deb=$(ls -t target/debian/pve-network-migration_*.deb | head -n 1)
 listing=$(dpkg-deb -c "$deb")
 for want in ./usr/bin/pve-network-migration ./usr/bin/migration-ctl ./usr/bin/contract-test \
             ./lib/systemd/system/pve-network-migration.service \
+            ./lib/systemd/system/pve-network-migration.socket \
+            ./usr/share/doc/pve-network-migration/examples/socket-listen.conf.example \
             ./etc/logrotate.d/pve-network-migration \
             ./usr/share/doc/pve-network-migration/examples/migration.toml \
             ./usr/share/doc/pve-network-migration/help/migration-ctl.txt; do
@@ -38,7 +40,12 @@ if command -v systemd-analyze >/dev/null; then
   tmp=$(mktemp -d)
   sed "s#/usr/bin/pve-network-migration#$PWD/target/release/pve-network-migration#" \
     deploy/pve-network-migration.service > "$tmp/pve-network-migration.service"
-  systemd-analyze verify "$tmp/pve-network-migration.service"
+  # the socket unit loads only with its node-local drop-in: verify it with
+  # the example's addresses
+  cat deploy/pve-network-migration.socket > "$tmp/pve-network-migration.socket"
+  grep '^ListenStream=' deploy/pve-network-migration.socket.d/listen.conf.example \
+    | sed '1i [Socket]' >> "$tmp/pve-network-migration.socket"
+  systemd-analyze verify "$tmp/pve-network-migration.service" "$tmp/pve-network-migration.socket"
   rm -rf "$tmp"
 fi
 echo "$deb"

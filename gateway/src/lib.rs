@@ -16,6 +16,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod evidence;
+pub mod listen;
 pub mod logfmt;
 pub mod metrics;
 pub mod phase;

@@ -162,6 +162,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any thread starts: the descriptors systemd passed, if any.
+    let inherited = match pve_network_migration::listen::inherited() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pve-network-migration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -183,7 +191,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let mut gateway = match Gateway::start(config).await {
+        let started = if inherited.is_empty() {
+            Gateway::start(config).await
+        } else {
+            log_inherited(&inherited, &config.listen.addresses);
+            Gateway::start_on(config, inherited.into_iter().map(|i| i.listener).collect()).await
+        };
+        let mut gateway = match started {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("pve-network-migration: {e}");
@@ -207,6 +221,30 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     });
     code
+}
+
+/// Socket activation: the socket unit decides the addresses; say so when the
+/// configuration names others (they are not bound).
+fn log_inherited(
+    inherited: &[pve_network_migration::listen::Inherited],
+    configured: &[std::net::SocketAddr],
+) {
+    for i in inherited {
+        tracing::info!(addr = %i.addr, name = %i.name, "listening socket passed by systemd");
+    }
+    let passed: Vec<_> = inherited.iter().map(|i| i.addr).collect();
+    let ignored: Vec<String> = configured
+        .iter()
+        .filter(|a| !passed.contains(a))
+        .map(ToString::to_string)
+        .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            ignored = %ignored.join(" "),
+            "socket activated: listen.addresses not in pve-network-migration.socket are not bound; \
+             add them as ListenStream= to the socket unit"
+        );
+    }
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads (see [`Gateway::reload`]).

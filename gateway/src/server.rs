@@ -42,6 +42,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A passed listener has no address (it is not a bound TCP socket).
+    #[error("listener passed to the gateway: {0}")]
+    Listener(std::io::Error),
     /// The served certificate could not be loaded.
     #[error("server certificate: {0}")]
     Certificate(#[from] pve_migration_certs::CertError),
@@ -204,6 +207,42 @@ impl Gateway {
     /// # Errors
     /// See [`StartError`]; nothing is left running on error.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        let mut listeners = Vec::new();
+        for addr in &config.listen.addresses {
+            // tokio's bind: SO_REUSEADDR and a backlog of 1024
+            let l = TcpListener::bind(addr)
+                .await
+                .and_then(TcpListener::into_std)
+                .map_err(|source| StartError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            listeners.push(l);
+        }
+        Self::start_on(config, listeners).await
+    }
+
+    /// Starts serving on listeners bound by someone else — systemd's socket
+    /// activation (see [`crate::listen`]) or a test that keeps the port —
+    /// instead of `listen.addresses`. The listeners stay open in whoever
+    /// passed them when this gateway stops, so a successor can take over
+    /// without refusing a connection.
+    ///
+    /// # Errors
+    /// See [`StartError`]; nothing is left running on error.
+    pub async fn start_on(
+        config: Config,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> Result<Gateway, StartError> {
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                let addr = l.local_addr().map_err(StartError::Listener)?;
+                l.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l))
+                    .map_err(|source| StartError::Bind { addr, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
             path: config.state_dir.clone(),
             source,
@@ -220,16 +259,6 @@ impl Gateway {
         let recorder = Recorder::start(&config.evidence, &config.migration_log, metrics.clone())?;
         let engine = Arc::new(Engine::new(&config, rules, perl, rust, recorder, metrics)?);
 
-        let mut listeners = Vec::new();
-        for addr in &config.listen.addresses {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push(l);
-        }
         let addrs = listeners
             .iter()
             .map(|l| l.local_addr().expect("bound listener has an address"))
@@ -473,10 +502,14 @@ async fn serve_connection(
     // by the header timeout.
     let activity = h2.then(|| Arc::new(Activity::new()));
     let counted = activity.clone();
+    // Signalled when a request arrives (a stored permit once one has).
+    let request_seen = Arc::new(tokio::sync::Notify::new());
+    let seen = request_seen.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let pipeline = pipeline.clone();
         let client = client.clone();
         let in_flight = counted.clone().map(InFlight::begin);
+        seen.notify_one();
         async move {
             let resp = pipeline.handle(req, &client).await;
             drop(in_flight);
@@ -515,12 +548,28 @@ async fn serve_connection(
             .title_case_headers(true);
         let conn = builder.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
-        tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = stopped(&mut shutdown) => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        let finished = tokio::select! {
+            _ = conn.as_mut() => true,
+            _ = stopped(&mut shutdown) => false,
+        };
+        if finished {
+            return;
+        }
+        // Stopping. HTTP/1.1 closes an idle connection at once, and a
+        // connection whose first request is still on its way counts as idle:
+        // its client, which connected before the stop (possibly while the
+        // previous process was stopping, see crate::listen), would see the
+        // connection closed without an answer. It gets the handshake timeout
+        // to send that request, which is then answered with
+        // `Connection: close`. Between requests of a kept-alive connection
+        // the close is the usual race HTTP clients retry.
+        let waited = tokio::select! {
+            _ = conn.as_mut() => None,
+            r = tokio::time::timeout(limits.handshake_timeout, request_seen.notified()) => Some(r),
+        };
+        if waited.is_some() {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }

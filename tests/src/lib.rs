@@ -137,6 +137,22 @@ pub struct Rig {
     pub gw_cert: (PathBuf, PathBuf),
     /// The client trusting the test CA.
     pub client: TestClient,
+    /// The gateway's listening socket (see [`Rig::restart_gateway`]).
+    listener: std::net::TcpListener,
+    /// Ports of backends that are down: bound, never listening, so
+    /// connections are refused and no other process can take the port.
+    _reserved: Vec<tokio::net::TcpSocket>,
+}
+
+/// A loopback port that refuses connections and stays ours: bound, not
+/// listening. Returns the socket (keep it) and its `https://` URL.
+fn refusing_port() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    let url = format!("https://{}", socket.local_addr().expect("addr"));
+    (socket, url)
 }
 
 impl Rig {
@@ -173,11 +189,10 @@ impl Rig {
             }
         };
 
+        let mut reserved = Vec::new();
         let (perl, perl_url) = if opts.perl_down {
-            // Bind and drop: a port nothing listens on.
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let url = format!("https://{}", l.local_addr().expect("addr"));
-            drop(l);
+            let (socket, url) = refusing_port();
+            reserved.push(socket);
             (None, url)
         } else {
             let mut c = SimConfig::for_tests(sim_cert, sim_key, interfaces.clone());
@@ -202,9 +217,8 @@ impl Rig {
                     backend = Some(b);
                     (None, url)
                 } else if r.down {
-                    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-                    let url = format!("https://{}", l.local_addr().expect("addr"));
-                    drop(l);
+                    let (socket, url) = refusing_port();
+                    reserved.push(socket);
                     (None, url)
                 } else {
                     let mut c = SimConfig::for_tests(
@@ -281,7 +295,15 @@ shutdown_grace_ms = 10000
         let config_path = d.join("migration.toml");
         std::fs::write(&config_path, &toml).expect("write migration.toml");
         let config = Config::load(&config_path, &Overrides::default()).expect("valid config");
-        let gateway = Gateway::start(config.clone()).await.expect("start gateway");
+        // The rig holds the listening socket, as systemd's socket unit does,
+        // and hands the gateway a duplicate: a restart keeps the port bound.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind gateway port");
+        let gateway = Gateway::start_on(
+            config.clone(),
+            vec![listener.try_clone().expect("duplicate listener")],
+        )
+        .await
+        .expect("start gateway");
         let client = TestClient::new(&ca);
         Rig {
             dir,
@@ -295,17 +317,27 @@ shutdown_grace_ms = 10000
             config,
             gw_cert,
             client,
+            listener,
+            _reserved: reserved,
         }
     }
 
-    /// Stops the gateway and starts a new one with the same configuration and
-    /// state directory (a daemon restart).
+    /// Stops the gateway and starts a new one with the same configuration,
+    /// state directory and listening socket (a socket-activated restart:
+    /// clients connecting in between wait in the accept queue).
     pub async fn restart_gateway(&mut self) {
-        let mut config = self.config.clone();
-        // Keep the port, so clients need no new address.
-        config.listen.addresses = vec![self.gw()];
         within("shutdown", self.gateway.drain()).await;
-        self.gateway = Gateway::start(config).await.expect("restart gateway");
+        self.gateway = Gateway::start_on(
+            self.config.clone(),
+            vec![self.listener.try_clone().expect("duplicate listener")],
+        )
+        .await
+        .expect("restart gateway");
+    }
+
+    /// The gateway's listening socket, held by the rig.
+    pub fn listener(&self) -> &std::net::TcpListener {
+        &self.listener
     }
 
     /// The admin socket.

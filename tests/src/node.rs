@@ -282,12 +282,18 @@ impl NodeRoot {
 /// The daemon binary (built next to the test binaries), which runs apply
 /// workers.
 pub fn daemon_exe() -> PathBuf {
+    workspace_exe("pve-network-rs-daemon", "pve-network-rs")
+}
+
+/// A binary of the workspace, built next to the test binaries (`cargo test
+/// --workspace` builds every package's binaries).
+pub fn workspace_exe(name: &str, package: &str) -> PathBuf {
     let me = std::env::current_exe().expect("test binary");
     let dir = me.parent().and_then(Path::parent).expect("target dir");
-    let exe = dir.join("pve-network-rs-daemon");
+    let exe = dir.join(name);
     assert!(
         exe.exists(),
-        "{} is missing: build it with `cargo build -p pve-network-rs` (cargo test --workspace does)",
+        "{} is missing: build it with `cargo build -p {package}` (cargo test --workspace does)",
         exe.display()
     );
     exe
