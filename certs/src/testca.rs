@@ -30,26 +30,40 @@ pub struct IssuedCert {
 }
 
 impl IssuedCert {
-    /// Writes the certificate and key files (the key with mode 0600).
+    /// Writes the certificate and key files (the key with mode 0600). Each
+    /// file is replaced atomically (written beside it, then renamed), so a
+    /// reader polling the files sees the old or the new one, never a torn
+    /// one; between the two renames it may see a new key with the old
+    /// certificate.
     ///
     /// # Errors
     /// When a file cannot be written.
     pub fn write(&self, cert: &Path, key: &Path) -> std::io::Result<()> {
-        std::fs::write(cert, &self.cert_pem)?;
-        write_private(key, self.key_pem.as_bytes())
+        write_atomic(key, self.key_pem.as_bytes(), 0o600)?;
+        write_atomic(cert, self.cert_pem.as_bytes(), 0o644)
     }
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `data` by writing a sibling and renaming it.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{}: not a file path", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 impl TestCa {
@@ -82,7 +96,7 @@ impl TestCa {
     /// # Errors
     /// When the file cannot be written.
     pub fn write_cert(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::write(path, self.cert_pem())
+        write_atomic(path, self.cert_pem().as_bytes(), 0o644)
     }
 
     /// Issues a server certificate for `names`, valid from an hour ago for a year.

@@ -249,7 +249,7 @@ pub struct BackendConfig {
     pub timeout: Duration,
 }
 
-/// `[shadow]`: bounds on mirrored work (DESIGN §3, invariant 2).
+/// `[shadow]`: bounds on mirrored work (docs/design.md, invariant 2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShadowConfig {
     /// Mirrored calls in flight at once; beyond it they are skipped (`overloaded`).
@@ -276,7 +276,7 @@ pub enum TripTo {
     Previous,
 }
 
-/// `[trip]`: when the node gives up on Rust by itself (DESIGN §4).
+/// `[trip]`: when the node gives up on Rust by itself (docs/design.md, Fallback and trip).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TripConfig {
     /// The node trips when failures / Rust-served requests in the window exceed this.
@@ -296,7 +296,7 @@ pub enum StoreBodies {
     OnMismatch,
 }
 
-/// `[evidence]`: the contract evidence store (DESIGN §6).
+/// `[evidence]`: the contract evidence store (docs/design.md, Comparison and evidence).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceConfig {
     /// Directory of the JSON Lines segments.

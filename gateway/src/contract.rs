@@ -36,7 +36,7 @@ use crate::client::{Answer, HttpsClient, read_answer};
 use crate::evidence::{EvidenceRecord, SideRecord, StoredBodies};
 use crate::trace::TraceContext;
 
-/// The dry-run marker (DESIGN §3): validate, answer as if applied, change nothing.
+/// The dry-run marker (docs/design.md, invariant 5): validate, answer as if applied, change nothing.
 pub const DRY_RUN_HEADER: &str = "x-pve-dry-run";
 /// The default time allowed for one answer (connect, TLS, request, body).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

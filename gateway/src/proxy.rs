@@ -15,7 +15,7 @@ use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::upstream::{Upstream, UpstreamError};
 
-/// The dry-run marker only the gateway may set (DESIGN §3, invariant 5).
+/// The dry-run marker only the gateway may set (docs/design.md, invariant 5).
 pub const DRY_RUN_HEADER: HeaderName = HeaderName::from_static("x-pve-dry-run");
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -7,7 +7,7 @@
 //! | 3 | TLS | first byte `0x16` | TLS 1.2/1.3, ALPN `h2` + `http/1.1`, certificate from the reloading resolver | handshake timeout or error closes the connection; plain HTTP gets a 301/308 to `https://` |
 //! | 4 | HTTP | per request | hyper HTTP/1.1 (with upgrades) or HTTP/2 | head timeout / size limit: hyper answers 408/431 or closes |
 //! | 5 | classify | per request | the rules engine's routing table: a migrated route of this node (or a cluster SDN route)? | anything else → stage 7 as pass-through |
-//! | 6 | choose backends | migrated routes | the node's effective phase (configured, then trip) → a [`Plan`](crate::engine::Plan) (DESIGN §3) | no Rust backend configured → Perl |
+//! | 6 | choose backends | migrated routes | the node's effective phase (configured, then trip) → a [`Plan`](crate::engine::Plan) (docs/design.md, Phases) | no Rust backend configured → Perl |
 //! | 7 | forward | per request | pass-through streams to pveproxy; migrated requests are buffered up to `shadow.max_body_bytes` and sent per plan | upstream failure → 502 naming backend and cause; Rust failure → Perl fallback where safe |
 //! | 8 | shadow | migrated, per plan | mirrored call spawned off the request path, bounded (`max_in_flight`, `timeout_ms`, `sample`) | not compared → counted with a reason |
 //! | 9 | compare | both answers in | rules engine: normalise, RFC 6902 patch, verdict, fingerprint | critical → trip at once |

@@ -2,7 +2,7 @@
 //! as pveproxy speaks nothing else) and an error type that says whether the
 //! backend can have seen the request.
 //!
-//! That distinction is what makes write fallback safe (DESIGN §3, invariant 3):
+//! That distinction is what makes write fallback safe (docs/design.md, invariant 3):
 //! a request may be re-sent elsewhere only when the connection was refused or
 //! the TLS handshake failed, i.e. not a single request byte left the gateway.
 

@@ -1,7 +1,6 @@
 //! The daemon as a process: exit codes, configuration errors on stderr, and
 //! SIGTERM draining in-flight requests while refusing new connections.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,7 +11,7 @@ use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use pve_migration_certs::testca::TestCa;
-use pve_migration_tests::{TOKEN, TestClient, read, wait_until, within};
+use pve_migration_tests::{TOKEN, TestClient, read, run_bounded, wait_until, within};
 use pve_sim::SimConfig;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pve-network-migration");
@@ -20,11 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_pve-network-migration");
 fn run_with_config(dir: &Path, toml: &str) -> (Option<i32>, String) {
     let path = dir.join("migration.toml");
     std::fs::write(&path, toml).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_bounded(Command::new(BIN).args(["serve", "--config"]).arg(&path));
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -55,18 +50,15 @@ fn malformed_config_exits_2_naming_the_key() {
         "{err}"
     );
 
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--node",
-            "pve1",
-            "--listen",
-            "127.0.0.1:0",
-            "--perl-url",
-            "http://127.0.0.1:8006",
-        ])
-        .output()
-        .unwrap();
+    let out = run_bounded(Command::new(BIN).args([
+        "serve",
+        "--node",
+        "pve1",
+        "--listen",
+        "127.0.0.1:0",
+        "--perl-url",
+        "http://127.0.0.1:8006",
+    ]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--perl-url: perl_api_base_url"), "{err}");
@@ -87,19 +79,22 @@ fn unusable_certificate_exits_1() {
     assert!(err.contains("missing.pem"), "{err}");
 }
 
-/// Reads the child's stderr until a line contains `needle`; returns that line.
-fn wait_for_line(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+/// Reads the child's stderr until a line contains `needle` (at most 60 s);
+/// returns that line.
+async fn wait_for_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
     needle: &str,
 ) -> String {
-    for line in lines {
-        let line = line.unwrap();
-        eprintln!("gateway: {line}");
-        if line.contains(needle) {
-            return line;
+    within(&format!("the gateway logs '{needle}'"), async {
+        while let Some(line) = lines.next_line().await.expect("stderr") {
+            eprintln!("gateway: {line}");
+            if line.contains(needle) {
+                return line;
+            }
         }
-    }
-    panic!("gateway exited before logging '{needle}'");
+        panic!("gateway exited before logging '{needle}'");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,30 +140,16 @@ socket = "{d}/control.sock"
         d = d.display()
     );
     std::fs::write(d.join("migration.toml"), toml).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = tokio::process::Command::new(BIN)
         .args(["serve", "--config"])
         .arg(d.join("migration.toml"))
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        let listening = wait_for_line(&mut lines, "listening");
-        line_tx.send(listening).unwrap();
-        let stopped = wait_for_line(&mut lines, "stopped accepting");
-        line_tx.send(stopped).unwrap();
-        for l in lines.map_while(Result::ok) {
-            eprintln!("gateway: {l}");
-        }
-    });
-    let (listening, line_rx) = tokio::task::spawn_blocking(move || {
-        let line = line_rx.recv().expect("gateway logs its address");
-        (line, line_rx)
-    })
-    .await
-    .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let listening = wait_for_line(&mut lines, "listening").await;
     let addr: SocketAddr = listening
         .split_whitespace()
         .find_map(|w| w.strip_prefix("addr="))
@@ -201,16 +182,17 @@ socket = "{d}/control.sock"
     })
     .await;
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let stopped = tokio::task::spawn_blocking(move || line_rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let kill = run_bounded(
+        Command::new("kill").args(["-TERM", &child.id().expect("running").to_string()]),
+    );
+    assert!(kill.status.success());
+    let stopped = wait_for_line(&mut lines, "stopped accepting").await;
     assert!(stopped.contains("stopped accepting"));
+    let rest = tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            eprintln!("gateway: {l}");
+        }
+    });
 
     // New connections are refused while the old request is still running.
     let refused = tokio::net::TcpStream::connect(addr).await;
@@ -227,10 +209,7 @@ socket = "{d}/control.sock"
     assert_eq!(resp.status, 200, "{}", resp.reason());
     assert_eq!(resp.json()["data"]["bytes"], 6);
 
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = within("the gateway exits", child.wait()).await.unwrap();
     assert_eq!(status.code(), Some(0));
-    reader.join().unwrap();
+    within("stderr ends", rest).await.unwrap();
 }

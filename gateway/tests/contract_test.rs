@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pve_migration_tests::{ROOT_PASSWORD, Rig, RigOptions, RustOptions, TOKEN, within};
+use pve_migration_tests::{
+    ROOT_PASSWORD, Rig, RigOptions, RustOptions, TOKEN, run_bounded, within,
+};
 use pve_network_migration::evidence::EvidenceRecord;
 
 const CT: &str = env!("CARGO_BIN_EXE_contract-test");
@@ -66,7 +68,7 @@ async fn ct(args: Vec<String>, env: &[(&str, &str)]) -> Output {
             for (k, v) in env {
                 c.env(k, v);
             }
-            c.output().unwrap()
+            run_bounded(&mut c)
         }),
     )
     .await

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use http_body_util::{BodyExt, Full};
@@ -15,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use pve_migration_tests::{Rig, RigOptions, RustOptions, TOKEN, within};
+use pve_migration_tests::{Rig, RigOptions, RustOptions, TOKEN, run_bounded, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pve-network-migration");
 
@@ -120,30 +119,30 @@ otlp_endpoint = "http://{otlp}"
         ca = rig.ca_path.display(),
     );
     std::fs::write(d.join("migration.toml"), toml).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = tokio::process::Command::new(BIN)
         .args(["serve", "--config"])
         .arg(d.join("migration.toml"))
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr: std::net::SocketAddr = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("addr=").map(str::to_owned))
-            })
-            .expect("listening line");
-        std::thread::spawn(move || lines.for_each(drop));
-        addr
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let addr: std::net::SocketAddr = within("the gateway logs its address", async {
+        while let Some(l) = lines.next_line().await.expect("stderr") {
+            if let Some(a) = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr=").map(str::to_owned))
+            {
+                return a;
+            }
+        }
+        panic!("the gateway exited before listening");
     })
     .await
-    .unwrap()
     .parse()
     .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let (trace_id, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let traceparent = format!("00-{trace_id}-{parent}-01");
@@ -176,17 +175,11 @@ otlp_endpoint = "http://{otlp}"
         log_text.contains(&format!("trace_id={trace_id}")),
         "{log_text}"
     );
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
+    let kill = run_bounded(
+        Command::new("kill").args(["-TERM", &child.id().expect("running").to_string()]),
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(kill.status.success());
+    let status = within("the gateway exits", child.wait()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 
     let mut all = Vec::new();

@@ -42,6 +42,43 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Runs a command to its end and returns its output, bounded like every
+/// wait in the tests: a command still running after 60 s is killed and the
+/// test fails (a daemon that should have refused to start does not hang the
+/// suite). Stdin is empty; stdout and stderr are captured.
+pub fn run_bounded(cmd: &mut std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let what = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    wait_bounded(child, &what)
+}
+
+/// Waits for a child's end (collecting what it captured), at most 60 s; then
+/// it is killed and the test fails. For synchronous tests; async ones use
+/// `tokio::process` with `kill_on_drop`.
+pub fn wait_bounded(child: std::process::Child, what: &str) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(_) => {
+            // The waiting thread has not reaped it, so the pid is still ours.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("timed out: {what} did not exit within 60 s");
+        }
+    }
+}
+
 /// Waits (event-driven, no polling sleeps) until `cond` holds for a simulator's counters.
 pub async fn wait_until(
     sim: &SimHandle,

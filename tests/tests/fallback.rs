@@ -1,8 +1,9 @@
-//! Fallback and trip (DESIGN §4) with a Rust backend that is down, and the
-//! secrets rule (DESIGN §6): nothing on disk ever holds a credential.
+//! Fallback and trip (docs/design.md, Fallback and trip) with a Rust backend that is down, and the
+//! secrets rule (docs/design.md, Comparison and evidence): nothing on disk ever holds a credential.
 
 use bytes::Bytes;
 use pve_migration_tests::{Resp, Rig, RigOptions, RustOptions, TOKEN, request};
+use pve_sim::Fault;
 
 const NET: &str = "/api2/json/nodes/pve1/network";
 
@@ -69,12 +70,19 @@ async fn rust_down_falls_back_trips_and_stays_tripped_across_restart() {
 
     let metrics = rig.gateway.engine().metrics().encode();
     assert!(
-        metrics.contains("pve_network_fallback_total{reason=\"rust_connect\"} 1"),
+        metrics
+            .lines()
+            .any(|l| l == "pve_network_fallback_total{reason=\"rust_connect\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("pve_network_tripped 1"), "{metrics}");
     assert!(
-        metrics.contains("pve_network_phase{phase=\"perl-only\"} 1"),
+        metrics.lines().any(|l| l == "pve_network_tripped 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "pve_network_phase{phase=\"perl-only\"} 1"),
         "{metrics}"
     );
 
@@ -172,6 +180,12 @@ async fn secrets_never_reach_disk() {
     )
     .await;
     // A write with a password field in its body, and an API-token request.
+    // Rust's dry-run fails, so the write is a mismatch and its request body
+    // is stored with the evidence (redacted).
+    rig.rust()
+        .set_faults([Fault::parse("error-rate=1").unwrap().writes_only()])
+        .await
+        .unwrap();
     send(
         &rig,
         "PUT",
@@ -180,6 +194,7 @@ async fn secrets_never_reach_disk() {
         &format!("type=bridge&password={password}"),
     )
     .await;
+    rig.rust().set_faults([]).await.unwrap();
     send(
         &rig,
         "GET",
@@ -196,6 +211,15 @@ async fn secrets_never_reach_disk() {
             .any(|r| r.verdict == "mismatch" && r.bodies.is_some()),
         "{records:?}"
     );
+    let put = records
+        .iter()
+        .find(|r| r.method == "PUT")
+        .expect("the PUT was compared");
+    assert_eq!(
+        put.bodies.as_ref().map(|b| &b.request),
+        Some(&serde_json::json!({"type": "bridge", "password": "<redacted>"})),
+        "{put:?}"
+    );
     let mut files = Vec::new();
     let mut stack = vec![
         rig.dir.path().join("state"),
@@ -208,7 +232,19 @@ async fn secrets_never_reach_disk() {
             files.push(p);
         }
     }
-    assert!(files.len() >= 3, "{files:?}");
+    // What was written: the log, the fingerprints and an evidence segment
+    // (each scanned below).
+    let names: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "migration.log",
+        "fingerprints.json",
+        "segment-000000000001.jsonl",
+    ] {
+        assert!(names.contains(want), "{want} missing: {names:?}");
+    }
     for f in &files {
         let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
         for secret in [

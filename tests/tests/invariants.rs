@@ -1,8 +1,7 @@
-//! DESIGN §3's invariants and §4's trip, each with a misbehaving backend
+//! docs/design.md's invariants and its trip, each with a misbehaving backend
 //! (pve-sim fault injection).
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pve_migration_tests::{Resp, Rig, RigOptions, RustOptions, TOKEN, request};
@@ -115,45 +114,49 @@ async fn non_primary_never_gets_an_unmarked_mutation() {
     }
 }
 
-/// Invariant 2: a shadow 2 s slow does not slow the primary; overflow beyond
-/// `max_in_flight` is dropped and counted.
+/// Invariant 2: a shadow that does not answer does not hold up the primary;
+/// overflow beyond `max_in_flight` is dropped and counted. Rust answers
+/// after 60 s, longer than the test's bound on every request, so a primary
+/// that waited for its shadow would fail the test instead of being slow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_shadow_never_delays_the_primary() {
-    let rig = rig("shadow", "[shadow]\nmax_in_flight = 1\ntimeout_ms = 5000\n").await;
-    // Baseline: the same reads with Rust answering at once.
-    let time = |rig: &Rig| {
+    let rig = rig(
+        "shadow",
+        "[shadow]\nmax_in_flight = 1\ntimeout_ms = 120000\n",
+    )
+    .await;
+    let get = |rig: &Rig| {
         let (c, gw) = (rig.client.clone(), rig.gw());
         async move {
-            let t = Instant::now();
             let r = c.get(gw, NET, &[("authorization", TOKEN)]).await;
             assert_eq!(r.status, 200);
-            t.elapsed()
         }
     };
-    let mut baseline = Duration::ZERO;
     for i in 1..=3 {
-        baseline = baseline.max(time(&rig).await);
+        get(&rig).await;
         // Each mirror is done (its slot free again) once compared.
         rig.evidence_until("baseline compared", |r| r.len() >= i)
             .await;
     }
     rig.rust()
-        .set_faults([fault("latency=2000")])
+        .set_faults([fault("latency=60000")])
         .await
         .unwrap();
-    let mut slowest = Duration::ZERO;
     for _ in 0..5 {
-        slowest = slowest.max(time(&rig).await);
+        get(&rig).await;
     }
-    eprintln!("primary latency: baseline max {baseline:?}, with a 2 s shadow max {slowest:?}");
-    assert!(
-        slowest < baseline + Duration::from_millis(1000),
-        "the 2 s shadow leaked into the primary: {slowest:?}"
-    );
+    // The first of the five took the one slot and still waits for Rust;
+    // the other four were not sent.
+    pve_migration_tests::wait_until(rig.rust(), "the mirror reached Rust", |s| {
+        s.requests.load(Ordering::SeqCst) >= 4
+    })
+    .await;
+    assert_eq!(rig.rust().stats().requests.load(Ordering::SeqCst), 4);
+    assert_eq!(rig.evidence().await.len(), 3, "no comparison finished");
     let text = rig.gateway.engine().metrics().encode();
-    // One slot: the first of the five took it, the rest were overloaded.
     assert!(
-        text.contains("pve_network_shadow_skipped_total{reason=\"overloaded\"} 4"),
+        text.lines()
+            .any(|l| l == "pve_network_shadow_skipped_total{reason=\"overloaded\"} 4"),
         "{text}"
     );
 }
@@ -223,7 +226,7 @@ async fn auth_divergence_is_critical_and_trips_at_once() {
     }
 }
 
-/// DESIGN §4: one Rust 5xx in rust-read-only → Perl's correct answer, trip to
+/// docs/design.md, Fallback and trip: one Rust 5xx in rust-read-only → Perl's correct answer, trip to
 /// perl-only, Rust never primary again, and the trip survives a restart.
 #[tokio::test]
 async fn one_rust_5xx_trips_the_node() {
@@ -245,7 +248,8 @@ async fn one_rust_5xx_trips_the_node() {
     assert_eq!(rig.gateway.engine().phases().1.as_str(), "perl-only");
     let text = rig.gateway.engine().metrics().encode();
     assert!(
-        text.contains("pve_network_fallback_total{reason=\"rust_5xx\"} 1"),
+        text.lines()
+            .any(|l| l == "pve_network_fallback_total{reason=\"rust_5xx\"} 1"),
         "{text}"
     );
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use pve_migration_certs::testca::TestCa;
 use pve_migration_tests::node::{NodeRoot, TOKEN_SECRET, daemon_exe};
+use pve_migration_tests::{run_bounded, wait_bounded};
 
 const ADDRESS: &str = "198.51.100.7";
 
@@ -76,10 +77,7 @@ fn apply_runs_the_real_ifreload_in_a_namespace() {
         .status()
         .expect("cp");
     assert!(status.success());
-    let version = Command::new("/usr/sbin/ifreload")
-        .arg("-V")
-        .output()
-        .expect("ifreload -V");
+    let version = run_bounded(Command::new("/usr/sbin/ifreload").arg("-V"));
     // "ifupdown2:3.0.0-1.1" → "ifupdown2:3.0.0-1+pmx": the same release,
     // the Debian revision replaced by one PVE's check accepts
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
@@ -163,7 +161,7 @@ exit 0
         .expect("stdin")
         .write_all(b"go\n")
         .expect("go");
-    let status = child.wait().expect("wait");
+    let status = wait_bounded(child, "the namespace script").status;
     assert!(status.success(), "namespace script: {status}");
 
     let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();

@@ -1,4 +1,4 @@
-//! DESIGN §3, one test per phase row: which backend served reads, writes and
+//! docs/design.md's phase table, one test per row: which backend served reads, writes and
 //! applies, which one was mirrored (and with the dry-run marker), and what
 //! evidence was written. Two simulators, Perl and Rust flavour, share one
 //! interfaces file like the real backends on one node.

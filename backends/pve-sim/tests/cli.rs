@@ -12,31 +12,36 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pve-sim");
 
-fn run_fails(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args([
-            "--tls-cert",
-            "/nonexistent.pem",
-            "--tls-key",
-            "/nonexistent.key",
-        ])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pve-sim");
+async fn run_fails(args: &[&str]) -> String {
+    let out = within(
+        "pve-sim exits",
+        tokio::process::Command::new(BIN)
+            .args([
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                "/nonexistent.key",
+            ])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("run pve-sim");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn bad_flag_values_are_named() {
-    let e = run_fails(&["--fault", "error-rate=2"]);
+#[tokio::test]
+async fn bad_flag_values_are_named() {
+    let e = run_fails(&["--fault", "error-rate=2"]).await;
     assert!(e.contains("error-rate must be between 0 and 1"), "{e}");
-    let e = run_fails(&["--fault", "latency=soon"]);
+    let e = run_fails(&["--fault", "latency=soon"]).await;
     assert!(e.contains("invalid latency 'soon'"), "{e}");
-    let e = run_fails(&["--fault", "explode"]);
+    let e = run_fails(&["--fault", "explode"]).await;
     assert!(e.contains("unknown fault kind 'explode'"), "{e}");
-    let e = run_fails(&["--fault", "refuse", "--fault-scope", "reads"]);
+    let e = run_fails(&["--fault", "refuse", "--fault-scope", "reads"]).await;
     assert!(e.contains("invalid fault scope 'reads'"), "{e}");
 }
 

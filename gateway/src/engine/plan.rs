@@ -1,4 +1,4 @@
-//! DESIGN §3's table as a function: who serves a migrated request, who is
+//! docs/design.md's phase table as a function: who serves a migrated request, who is
 //! mirrored, and whether the mirror gets a dry-run.
 
 use pve_migration_rules::EndpointClass;
@@ -54,7 +54,7 @@ mod tests {
     use super::*;
     use EndpointClass::{Apply, Read, Write};
 
-    /// The table of DESIGN §3, row by row.
+    /// The phase table of docs/design.md, row by row.
     #[test]
     fn design_table() {
         let rows = [
