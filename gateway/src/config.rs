@@ -203,6 +203,8 @@ struct RawLimits {
     max_header_bytes: Option<usize>,
     upstream_idle_timeout_ms: Option<u64>,
     upstream_max_idle_per_backend: Option<usize>,
+    upstream_max_connections_per_backend: Option<usize>,
+    upstream_queue_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
 }
 
@@ -342,6 +344,11 @@ pub struct Limits {
     pub upstream_idle_timeout: Duration,
     /// Idle upstream connections kept per backend.
     pub upstream_max_idle: usize,
+    /// Open connections per backend (busy, idle and upgraded ones).
+    pub upstream_max_connections: usize,
+    /// How long a request waits for a connection when all are open and busy;
+    /// then it is answered 503.
+    pub upstream_queue_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -633,10 +640,18 @@ impl<'a> Validator<'a> {
             max_header_bytes: l.max_header_bytes.unwrap_or(64 * 1024),
             upstream_idle_timeout: ms(l.upstream_idle_timeout_ms, 4_000),
             upstream_max_idle: l.upstream_max_idle_per_backend.unwrap_or(256),
+            upstream_max_connections: l.upstream_max_connections_per_backend.unwrap_or(1024),
+            upstream_queue_timeout: ms(l.upstream_queue_timeout_ms, 5_000),
             shutdown_grace: ms(l.shutdown_grace_ms, 30_000),
         };
         if limits.max_connections == 0 {
             return Err(self.invalid("limits.max_connections", "must be at least 1"));
+        }
+        if limits.upstream_max_connections == 0 {
+            return Err(self.invalid(
+                "limits.upstream_max_connections_per_backend",
+                "must be at least 1",
+            ));
         }
         if limits.max_header_bytes < 8192 {
             return Err(self.invalid("limits.max_header_bytes", "must be at least 8192"));
@@ -644,6 +659,10 @@ impl<'a> Validator<'a> {
         for (key, d) in [
             ("limits.handshake_timeout_ms", limits.handshake_timeout),
             ("limits.header_timeout_ms", limits.header_timeout),
+            (
+                "limits.upstream_queue_timeout_ms",
+                limits.upstream_queue_timeout,
+            ),
         ] {
             if d.is_zero() {
                 return Err(self.invalid(key, "must be greater than 0"));

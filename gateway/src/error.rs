@@ -41,16 +41,22 @@ pub struct GatewayError {
 impl GatewayError {
     /// Maps an upstream failure (see the table in the module docs of [`crate::upstream`]).
     ///
-    /// Every upstream failure is `502 Bad Gateway` with a reason phrase that
-    /// names the backend, its address and what happened, so an operator
-    /// reading a browser error knows which process to look at.
+    /// An upstream failure is `502 Bad Gateway`, or `503 Service
+    /// Unavailable` when every connection to the backend was busy, with a
+    /// reason phrase that names the backend, its address and what happened,
+    /// so an operator reading a browser error knows which process to look at.
     pub fn upstream(e: &UpstreamError) -> Self {
         Self {
             origin: match e.backend {
                 Backend::Perl => ErrorSource::UpstreamPerl,
                 Backend::Rust => ErrorSource::UpstreamRust,
             },
-            status: StatusCode::BAD_GATEWAY,
+            status: match e.kind {
+                crate::upstream::UpstreamErrorKind::Saturated { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
             message: e.to_string(),
         }
     }

@@ -5,6 +5,13 @@
 //! That distinction is what makes write fallback safe (docs/design.md, invariant 3):
 //! a request may be re-sent elsewhere only when the connection was refused or
 //! the TLS handshake failed, i.e. not a single request byte left the gateway.
+//!
+//! Each backend has at most `limits.upstream_max_connections_per_backend`
+//! open connections (busy, idle in the pool, or carrying an upgraded
+//! WebSocket). A request finding all of them busy waits up to
+//! `limits.upstream_queue_timeout_ms` for one, then gets `503 Service
+//! Unavailable` naming the limit: a slow or stuck pveproxy cannot make the
+//! gateway open connections without end, nor keep clients waiting without end.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +26,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -61,6 +69,14 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// The upstream sent something that is not HTTP/1.1.
     Protocol(String),
+    /// Every allowed connection to the backend is open and busy, and none
+    /// became free within `limits.upstream_queue_timeout_ms`.
+    Saturated {
+        /// `limits.upstream_max_connections_per_backend`.
+        limit: usize,
+        /// How long the request waited.
+        waited: Duration,
+    },
 }
 
 impl UpstreamErrorKind {
@@ -72,6 +88,7 @@ impl UpstreamErrorKind {
                 | UpstreamErrorKind::ConnectTimeout
                 | UpstreamErrorKind::Connect(_)
                 | UpstreamErrorKind::Tls(_)
+                | UpstreamErrorKind::Saturated { .. }
         )
     }
 
@@ -85,6 +102,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Closed(_) => "connection_closed",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol(_) => "protocol_error",
+            UpstreamErrorKind::Saturated { .. } => "saturated",
         }
     }
 }
@@ -112,6 +130,10 @@ fn describe(kind: &UpstreamErrorKind) -> String {
         }
         UpstreamErrorKind::Timeout => "no response in time".into(),
         UpstreamErrorKind::Protocol(e) => format!("invalid response: {e}"),
+        UpstreamErrorKind::Saturated { limit, waited } => format!(
+            "all {limit} connections busy for {} ms (limits.upstream_max_connections_per_backend)",
+            waited.as_millis()
+        ),
     }
 }
 
@@ -120,9 +142,13 @@ fn describe(kind: &UpstreamErrorKind) -> String {
 #[error("{0:?}")]
 struct ConnectError(UpstreamErrorKind);
 
-/// A TLS connection to one backend.
+/// A TLS connection to one backend, holding one of the backend's connection
+/// slots until it is closed.
 #[derive(Debug)]
-pub(crate) struct UpstreamIo(TokioIo<TlsStream<TcpStream>>);
+pub(crate) struct UpstreamIo {
+    io: TokioIo<TlsStream<TcpStream>>,
+    _slot: OwnedSemaphorePermit,
+}
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
@@ -136,7 +162,7 @@ impl hyper::rt::Read for UpstreamIo {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -146,19 +172,19 @@ impl hyper::rt::Write for UpstreamIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_write_vectored(
@@ -166,7 +192,7 @@ impl hyper::rt::Write for UpstreamIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -178,6 +204,10 @@ struct Connector {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     timeout: Duration,
+    /// One permit per connection that may be open.
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    queue_timeout: Duration,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -192,6 +222,17 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
+            // While this waits, the pool may hand the request a connection
+            // that became idle; the slot is then used for a spare one.
+            let waiting = tokio::time::Instant::now();
+            let slot = tokio::time::timeout(this.queue_timeout, this.slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(ConnectError(UpstreamErrorKind::Saturated {
+                    limit: this.max_connections,
+                    waited: waiting.elapsed(),
+                }))?;
             let connect = async {
                 let tcp = TcpStream::connect(&*this.addr).await.map_err(|e| {
                     ConnectError(match e.kind() {
@@ -205,7 +246,10 @@ impl tower_service::Service<Uri> for Connector {
                     .connect(this.server_name.clone(), tcp)
                     .await
                     .map_err(|e| ConnectError(UpstreamErrorKind::Tls(e.to_string())))?;
-                Ok(UpstreamIo(TokioIo::new(tls)))
+                Ok(UpstreamIo {
+                    io: TokioIo::new(tls),
+                    _slot: slot,
+                })
             };
             tokio::time::timeout(this.timeout, connect)
                 .await
@@ -281,6 +325,9 @@ impl Upstream {
             server_name,
             tls: TlsConnector::from(Arc::new(tls)),
             timeout: config.connect_timeout,
+            slots: Arc::new(Semaphore::new(limits.upstream_max_connections)),
+            max_connections: limits.upstream_max_connections,
+            queue_timeout: limits.upstream_queue_timeout,
         };
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())

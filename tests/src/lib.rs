@@ -126,6 +126,8 @@ pub struct RigOptions {
     pub pveproxy_defaults: Option<String>,
     /// Extra TOML appended to the gateway's configuration.
     pub extra_toml: String,
+    /// Extra `key = value` lines of its `[limits]` section.
+    pub limits_toml: String,
     /// Do not start the Perl simulator (the gateway points at a closed port).
     pub perl_down: bool,
     /// The cluster-wide phase (default `perl-only`).
@@ -315,6 +317,7 @@ config_check_interval_ms = 50
 
 [limits]
 shutdown_grace_ms = 10000
+{limits}
 
 {rust_toml}
 {extra}
@@ -328,6 +331,7 @@ shutdown_grace_ms = 10000
             log = d.join("migration.log").display(),
             sock = d.join("control.sock").display(),
             extra = opts.extra_toml,
+            limits = opts.limits_toml,
         );
         let config_path = d.join("migration.toml");
         std::fs::write(&config_path, &toml).expect("write migration.toml");
