@@ -45,7 +45,12 @@ impl GatewayError {
     /// Unavailable` when every connection to the backend was busy, with a
     /// reason phrase that names the backend, its address and what happened,
     /// so an operator reading a browser error knows which process to look at.
+    /// A request body that broke off on the client's side is the client's
+    /// `400 Bad Request`.
     pub fn upstream(e: &UpstreamError) -> Self {
+        if let crate::upstream::UpstreamErrorKind::RequestBody(why) = &e.kind {
+            return Self::bad_request(format!("invalid request body: {why}"));
+        }
         Self {
             origin: match e.backend {
                 Backend::Perl => ErrorSource::UpstreamPerl,

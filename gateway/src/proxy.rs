@@ -93,7 +93,10 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a request asks to switch protocols (HTTP/1.1 `Connection: upgrade`).
+/// The protocol a request asks to switch to (HTTP/1.1 `Connection: upgrade`),
+/// when it is one pveproxy speaks: `websocket`. Any other upgrade (`h2c` in
+/// particular, a way past the proxy to the backend) is dropped with the other
+/// hop-by-hop headers and the request is forwarded as a plain one.
 fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
@@ -105,9 +108,12 @@ fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    wants
-        .then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
+    let proto = req.headers().get(header::UPGRADE)?;
+    let websocket = proto.to_str().is_ok_and(|p| {
+        p.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
+    (wants && websocket).then(|| HeaderValue::from_static("websocket"))
 }
 
 /// Builds the upstream request head from the client's.

@@ -69,6 +69,10 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// The upstream sent something that is not HTTP/1.1.
     Protocol(String),
+    /// The client's request body broke off or was malformed (a bad chunk)
+    /// while it was streamed to the backend: the client's fault, not the
+    /// backend's.
+    RequestBody(String),
     /// Every allowed connection to the backend is open and busy, and none
     /// became free within `limits.upstream_queue_timeout_ms`.
     Saturated {
@@ -103,6 +107,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol(_) => "protocol_error",
             UpstreamErrorKind::Saturated { .. } => "saturated",
+            UpstreamErrorKind::RequestBody(_) => "request_body",
         }
     }
 }
@@ -130,6 +135,7 @@ fn describe(kind: &UpstreamErrorKind) -> String {
         }
         UpstreamErrorKind::Timeout => "no response in time".into(),
         UpstreamErrorKind::Protocol(e) => format!("invalid response: {e}"),
+        UpstreamErrorKind::RequestBody(e) => format!("invalid request body: {e}"),
         UpstreamErrorKind::Saturated { limit, waited } => format!(
             "all {limit} connections busy for {} ms (limits.upstream_max_connections_per_backend)",
             waited.as_millis()
@@ -398,7 +404,11 @@ impl Upstream {
             .map(|c| c.0.clone())
             .or_else(|| {
                 find_source::<hyper::Error>(e).map(|h| {
-                    if h.is_timeout() {
+                    if h.is_user() {
+                        // hyper's "user" errors: the request body we were
+                        // streaming failed, i.e. the client's side
+                        UpstreamErrorKind::RequestBody(leaf_message(h))
+                    } else if h.is_timeout() {
                         UpstreamErrorKind::Timeout
                     } else if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
                         UpstreamErrorKind::Closed(h.to_string())

@@ -141,6 +141,8 @@ pub struct Received {
     pub forwarded_proto: Option<String>,
     /// `X-PVE-Dry-Run` header.
     pub dry_run: Option<String>,
+    /// Every header as received.
+    pub headers: http::HeaderMap,
 }
 
 /// Counters a test can read.
@@ -246,6 +248,7 @@ impl Stats {
             forwarded_for: get("x-forwarded-for"),
             forwarded_proto: get("x-forwarded-proto"),
             dry_run: get("x-pve-dry-run"),
+            headers: req.headers().clone(),
         };
         if is_mutation(&r.method, req.uri().path()) {
             if r.dry_run.as_deref() == Some("1") {
