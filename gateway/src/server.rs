@@ -397,6 +397,17 @@ impl Gateway {
                 "shutdown grace period over, closing remaining connections"
             );
         }
+        // Comparisons of answered requests finish within the shadow timeout;
+        // their evidence is written before the process goes.
+        let shadow_timeout = self.shared.control.config().shadow.timeout;
+        if !self
+            .shared
+            .engine
+            .settle(shadow_timeout + Duration::from_secs(1))
+            .await
+        {
+            tracing::warn!("comparisons still running at shutdown are not recorded");
+        }
         ShutdownReport { drained }
     }
 }

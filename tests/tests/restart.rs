@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use pve_migration_tests::node::workspace_exe;
-use pve_migration_tests::{Rig, TOKEN, TestClient, request, within};
+use pve_migration_tests::{Rig, RigOptions, RustOptions, TOKEN, TestClient, request, within};
 use tokio::net::UnixDatagram;
 use tokio::sync::Notify;
 
@@ -221,12 +221,10 @@ async fn keepalive_loop(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn socket_activated_restart_refuses_nothing() {
-    let rig = Rig::start().await;
+/// The rig's configuration for a child gateway, with its own admin socket,
+/// state and log (the rig's in-process gateway keeps its own).
+fn child_config(rig: &Rig) -> PathBuf {
     let d = rig.dir.path();
-    // The child gateways' own configuration: the rig's, with their own admin
-    // socket, state and log (the in-process gateway keeps its own).
     let toml = std::fs::read_to_string(rig.config_file())
         .expect("config")
         .replace("control.sock", "child.sock")
@@ -237,6 +235,14 @@ async fn socket_activated_restart_refuses_nothing() {
         .replace("migration.log", "child-migration.log");
     let config = d.join("child.toml");
     std::fs::write(&config, toml).expect("write child config");
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn socket_activated_restart_refuses_nothing() {
+    let rig = Rig::start().await;
+    let d = rig.dir.path();
+    let config = child_config(&rig);
 
     // systemd's part: the socket, bound once, outliving every gateway.
     let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -340,5 +346,68 @@ async fn a_passed_socket_that_is_not_a_tcp_listener_is_refused() {
         "pve-network-migration: socket activation: file descriptor 3 (https) is not a listening \
          TCP socket: not a stream socket (pve-network-migration.socket may only have \
          ListenStream= entries with IP addresses)\n"
+    );
+}
+
+/// Comparisons finish after the client has its answer; a SIGTERM right
+/// after the last answer must still leave every record on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_the_evidence_of_every_answered_request() {
+    let rig = Rig::start_with(RigOptions {
+        phase: Some("shadow".into()),
+        rust: Some(RustOptions::default()),
+        ..RigOptions::default()
+    })
+    .await;
+    let d = rig.dir.path();
+    let config = child_config(&rig);
+    // A grace period shorter than Rust's answers: the comparisons outlast
+    // the connections' drain.
+    let toml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        toml.replace("shutdown_grace_ms = 10000", "shutdown_grace_ms = 100"),
+    )
+    .expect("config");
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let notify_path = d.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let mut gw = Child::spawn(
+        &config,
+        OwnedFd::from(socket.try_clone().expect("dup")),
+        &notify_path,
+        d.join("stderr"),
+    );
+    ready(&notify, &gw).await;
+    // Rust answers each mirror a second after Perl answered the client
+    // (within the shadow timeout of 2 s): at the SIGTERM the last
+    // comparisons are still running.
+    rig.rust()
+        .set_faults([pve_sim::Fault::parse("latency=1000").expect("fault")])
+        .await
+        .expect("faults");
+    const N: usize = 30;
+    for _ in 0..N {
+        assert_eq!(fresh_get(&rig.client, addr).await, Ok(200));
+    }
+    let status = gw.terminate().await;
+    assert!(status.success(), "{status}\n{}", gw.stderr());
+    let mut records = 0;
+    for entry in std::fs::read_dir(d.join("child-state/evidence")).expect("evidence dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            records += std::fs::read_to_string(&path)
+                .expect("segment")
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count();
+        }
+    }
+    assert_eq!(
+        records,
+        N,
+        "evidence records on disk after SIGTERM\n{}",
+        gw.stderr()
     );
 }

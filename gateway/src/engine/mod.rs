@@ -28,7 +28,7 @@ mod tee;
 pub mod trip;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -163,6 +163,34 @@ pub struct Engine {
     recorded: tokio::sync::Notify,
     recent: Recent,
     compare_cache: CompareCache,
+    pending: Arc<Pending>,
+}
+
+/// Comparisons still running after their request was answered (the shadow
+/// of a Perl-served request finishes after the client has its answer).
+/// Shutdown waits for them, so their evidence is written, not lost.
+#[derive(Debug, Default)]
+struct Pending {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One pending comparison; dropped when it is recorded (or given up).
+struct PendingGuard(Arc<Pending>);
+
+impl PendingGuard {
+    fn new(p: &Arc<Pending>) -> Self {
+        p.count.fetch_add(1, Ordering::SeqCst);
+        Self(p.clone())
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// A finished comparison, with its evidence renderings.
@@ -446,6 +474,7 @@ impl Engine {
             recorded: tokio::sync::Notify::new(),
             recent: Recent::default(),
             compare_cache: CompareCache::default(),
+            pending: Arc::default(),
         };
         engine.publish_phase();
         Ok(engine)
@@ -459,6 +488,28 @@ impl Engine {
     /// The recorder (flush before reading evidence in tests and tools).
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// Waits until no comparison is pending (at most `limit`), then until
+    /// everything recorded is written and fsync'd: what shutdown does so
+    /// that no evidence of an answered request is lost. False when
+    /// comparisons were still running at the limit.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let settled = tokio::time::timeout(limit, async {
+            loop {
+                let idle = self.pending.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.pending.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await
+        .is_ok();
+        self.recorder.flush().await;
+        settled
     }
 
     /// Notified whenever an evidence record or decision line has been queued
@@ -794,7 +845,9 @@ impl Engine {
         );
         let engine = self.clone();
         let request_body = body;
+        let pending = PendingGuard::new(&self.pending);
         tokio::spawn(async move {
+            let _pending = pending;
             let perl = match copy.await {
                 Ok(tee::Copy::Complete(b)) => Ok(Answer {
                     status: perl_meta.0,
