@@ -5,6 +5,7 @@ logs (each listens on port 0). Python standard library only."""
 
 import json
 import os
+import queue
 import re
 import resource
 import shutil
@@ -161,8 +162,12 @@ class Env:
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.listener.bind(("127.0.0.1", 0))
             self.listener.listen(4096)
+            # systemd's notification socket, read all the time as systemd
+            # does (its queue holds only 10 datagrams)
             self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.notify.bind(str(d / "notify"))
+            self.notes = queue.Queue()
+            threading.Thread(target=self.read_notify, daemon=True).start()
         self.gw = self.start_gateway()
         m = self.gw.wait_for(r"listening addr=(\S+)")
         host, port = m.group(1).rsplit(":", 1)
@@ -179,6 +184,9 @@ class Env:
         else:
             # as systemd starts a socket-activated service: the socket as
             # descriptor 3, LISTEN_PID the pid exec keeps
+            # only what the new process says counts (the old one has exited)
+            while not self.notes.empty():
+                self.notes.get_nowait()
             wrap = ['/bin/sh', '-c', 'exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1 '
                     'LISTEN_FDNAMES=https; exec "$0" "$@"']
             gw = Proc("gateway", wrap + argv, log, env={"NOTIFY_SOCKET": str(self.dir / "notify")},
@@ -187,12 +195,19 @@ class Env:
         self.procs.append(gw)
         return gw
 
-    def wait_ready(self, timeout=60):
-        self.notify.settimeout(timeout)
+    def read_notify(self):
         while True:
             try:
-                msg = self.notify.recv(512).decode(errors="replace")
-            except socket.timeout:
+                self.notes.put(self.notify.recv(512).decode(errors="replace"))
+            except OSError:
+                return
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.notes.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
                 die(f"the gateway sent no READY=1 within {timeout} s")
             if "READY=1" in msg.splitlines():
                 return

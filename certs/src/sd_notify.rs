@@ -19,6 +19,10 @@ pub fn notify(state: &str) {
 /// When the socket cannot be reached.
 pub fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
+    // Never wait for the receiver: a notification socket nobody reads (its
+    // queue holds net.unix.max_dgram_qlen datagrams, 10 by default) must
+    // not stop the caller, which is the daemon's signal loop.
+    sock.set_nonblocking(true)?;
     if let Some(name) = path.as_encoded_bytes().strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
@@ -32,6 +36,29 @@ pub fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_receiver_does_not_block_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _receiver = UnixDatagram::bind(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let results: Vec<_> = (0..64)
+                .map(|_| send(path.as_os_str(), "READY=1").map_err(|e| e.kind()))
+                .collect();
+            let _ = tx.send(results);
+        });
+        let results = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("sending must not wait for the receiver");
+        assert!(results[0].is_ok());
+        assert_eq!(
+            results.last(),
+            Some(&Err(std::io::ErrorKind::WouldBlock)),
+            "{results:?}"
+        );
+    }
 
     #[test]
     fn sends_to_path_and_abstract_sockets() {
